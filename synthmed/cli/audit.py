@@ -1,0 +1,1 @@
+"""`synthmed audit` (not written yet)."""

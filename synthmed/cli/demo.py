@@ -1,0 +1,1 @@
+"""`synthmed demo` (not written yet)."""

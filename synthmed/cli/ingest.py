@@ -1,0 +1,1 @@
+"""`synthmed ingest` (not written yet)."""

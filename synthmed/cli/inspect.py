@@ -1,0 +1,1 @@
+"""`synthmed inspect` (not written yet)."""

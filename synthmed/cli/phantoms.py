@@ -1,0 +1,1 @@
+"""`synthmed phantoms` (not written yet)."""

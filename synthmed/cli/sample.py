@@ -1,0 +1,1 @@
+"""`synthmed sample` (not written yet)."""

@@ -1,0 +1,1 @@
+"""`synthmed train` (not written yet)."""

@@ -1,0 +1,131 @@
+"""A synthetic cohort: generated images plus who they claim to be.
+
+Layout of a cohort folder::
+
+    images.npy     float32, (N, H, W) or (N, D, H, W), in [0, 1], the dataset's shape
+    manifest.csv   one CohortRecord per image (synthetic patient id, labels, age, sex)
+    cohort.json    shape, spatial dims, label vocabulary, and provenance (config, model hash,
+                   seed, package versions)
+
+`Cohort.open` also takes a plain folder of images (PNG / JPEG / .npy / NIfTI): each file is one
+synthetic patient.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from synthmed.data.array_store import open_array
+from synthmed.data.records import CohortRecord, read_records, write_records
+from synthmed.errors import InputError
+from synthmed.io.atomic import save_npy, write_json
+from synthmed.provenance import sha256_file
+
+COHORT_SCHEMA = "synthmed.cohort/1"
+_PLAIN_SUFFIXES = (".png", ".jpg", ".jpeg", ".npy", ".nii", ".nii.gz")
+
+
+@dataclass
+class Cohort:
+    root: Path
+    info: dict[str, Any]
+    records: list[CohortRecord]
+    images: np.ndarray
+
+    @classmethod
+    def open(cls, path: str | Path) -> "Cohort":
+        root = Path(path)
+        if not root.exists():
+            raise InputError(f"{root}: cohort folder does not exist")
+        if (root / "images.npy").is_file() and (root / "manifest.csv").is_file():
+            info = json.loads((root / "cohort.json").read_text()) if (root / "cohort.json").is_file() else {}
+            images = open_array(root / "images.npy")
+            records = read_records(root / "manifest.csv", CohortRecord)
+            if len(records) != images.shape[0]:
+                raise InputError(f"{root}: manifest.csv has {len(records)} rows but images.npy "
+                                 f"holds {images.shape[0]} images")
+            return cls(root, info, records, images)
+        return cls._open_plain_folder(root)
+
+    @classmethod
+    def _open_plain_folder(cls, root: Path) -> "Cohort":
+        files = sorted(p for p in root.iterdir() if p.is_file() and p.name.lower().endswith(_PLAIN_SUFFIXES))
+        if not files:
+            raise InputError(f"{root}: no cohort (images.npy + manifest.csv) and no image files "
+                             f"({', '.join(_PLAIN_SUFFIXES)})")
+        arrays = [_read_plain_image(p) for p in files]
+        shapes = {a.shape for a in arrays}
+        if len(shapes) != 1:
+            raise InputError(f"{root}: images have different shapes {sorted(shapes)}; "
+                             "a cohort needs one shape")
+        images = np.stack(arrays).astype(np.float32)
+        records = [CohortRecord(index=i, patient=f"SYN-{i:06d}") for i in range(len(files))]
+        info = {"schema": COHORT_SCHEMA, "spatial_dims": images.ndim - 1,
+                "shape": list(images.shape[1:]), "source": "plain image folder"}
+        return cls(root, info, records, images)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.images.shape[1:])
+
+    def patient_ids(self) -> np.ndarray:
+        return np.array([r.patient for r in self.records])
+
+    def fingerprint(self) -> str:
+        if (self.root / "images.npy").is_file():
+            return sha256_file(self.root / "images.npy")
+        return _sha_array(np.asarray(self.images))
+
+
+def _sha_array(a: np.ndarray) -> str:
+    import hashlib
+
+    return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()
+
+
+def _read_plain_image(path: Path) -> np.ndarray:
+    name = path.name.lower()
+    try:
+        if name.endswith(".npy"):
+            a = np.load(path, allow_pickle=False).astype(np.float32)
+        elif name.endswith((".nii", ".nii.gz")):
+            import nibabel as nib
+
+            a = np.asarray(nib.load(str(path)).get_fdata(), dtype=np.float32)
+            # NIfTI stores (x, y, z); synthmed arrays are (z, y, x) like DICOM volumes.
+            a = np.transpose(a, tuple(range(a.ndim))[::-1])
+        else:
+            from PIL import Image
+
+            with Image.open(path) as im:
+                a = np.asarray(im.convert("L"), dtype=np.float32) / 255.0
+            return a
+    except Exception as err:  # noqa: BLE001 - any reader failure is a bad input file
+        raise InputError(f"{path}: cannot read image ({err})") from None
+    lo, hi = float(np.nanmin(a)), float(np.nanmax(a))
+    if lo < 0.0 or hi > 1.0:
+        a = (a - lo) / (hi - lo) if hi > lo else np.zeros_like(a)
+    return a
+
+
+def write_cohort(root: str | Path, images: np.ndarray, records: list[CohortRecord],
+                 info: dict[str, Any]) -> Path:
+    """Write a cohort folder atomically file by file (images first, cohort.json last)."""
+    root = Path(root)
+    images = np.asarray(images, dtype=np.float32)
+    if len(records) != images.shape[0]:
+        raise ValueError("one record per image")
+    save_npy(root / "images.npy", images)
+    write_records(root / "manifest.csv", records, CohortRecord)
+    meta = {"schema": COHORT_SCHEMA, "spatial_dims": images.ndim - 1,
+            "shape": list(images.shape[1:]), "n_images": int(images.shape[0]), **info}
+    write_json(root / "cohort.json", meta)
+    return root

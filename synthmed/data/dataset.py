@@ -1,0 +1,136 @@
+"""A dataset as ingestion writes it, opened for training and auditing.
+
+Layout of a dataset folder::
+
+    images.npy          float32, (N, H, W) or (N, D, H, W), intensities normalised to [0, 1]
+    manifest.csv        one ImageRecord per image, row i describes images.npy[i]
+    dataset.json        shape, spatial dims, spacing, normalisation, label vocabulary, splits
+    ingest_report.json  what was read, kept and refused, and why
+
+Every identifier in it is a keyed pseudonym; splits are by patient.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from synthmed.data.array_store import open_array
+from synthmed.data.records import ImageRecord, read_records
+from synthmed.errors import InputError
+
+DATASET_SCHEMA = "synthmed.dataset/1"
+SPLITS = ("train", "holdout", "reference")
+
+
+@dataclass
+class Dataset:
+    root: Path
+    info: dict[str, Any]
+    records: list[ImageRecord]
+    images: np.ndarray  # memory-mapped, read-only
+
+    @classmethod
+    def open(cls, path: str | Path) -> "Dataset":
+        root = Path(path)
+        for name in ("images.npy", "manifest.csv", "dataset.json"):
+            if not (root / name).is_file():
+                raise InputError(f"{root}: not a synthmed dataset ({name} is missing); "
+                                 "make one with `synthmed ingest`")
+        try:
+            info = json.loads((root / "dataset.json").read_text())
+            images = open_array(root / "images.npy")
+            records = read_records(root / "manifest.csv", ImageRecord)
+        except (ValueError, OSError, KeyError, TypeError) as err:
+            raise InputError(f"{root}: dataset files are unreadable ({err})") from None
+        if len(records) != images.shape[0]:
+            raise InputError(f"{root}: manifest.csv has {len(records)} rows but images.npy "
+                             f"holds {images.shape[0]} images")
+        return cls(root=root, info=info, records=records, images=images)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    @property
+    def spatial_dims(self) -> int:
+        return int(self.info["spatial_dims"])
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.images.shape[1:])
+
+    @property
+    def label_vocabulary(self) -> list[str]:
+        return list(self.info.get("label_vocabulary", []))
+
+    @property
+    def patient_ids(self) -> np.ndarray:
+        return np.array([r.patient for r in self.records])
+
+    def indices(self, split: str) -> np.ndarray:
+        """Image indices of one split ('train', 'holdout' or 'reference')."""
+        if split not in SPLITS:
+            raise ValueError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+        idx = np.array([r.index for r in self.records if r.split == split], dtype=np.int64)
+        return idx
+
+    def require_split(self, split: str) -> np.ndarray:
+        idx = self.indices(split)
+        if idx.size == 0:
+            raise InputError(f"{self.root}: the dataset has no '{split}' split; re-ingest with a "
+                             f"config that makes one")
+        return idx
+
+    def patients(self, split: str | None = None) -> list[str]:
+        return sorted({r.patient for r in self.records if split is None or r.split == split})
+
+    def label_matrix(self) -> np.ndarray:
+        """(N, L) multi-hot float32 matrix over `label_vocabulary`."""
+        vocab = {name: j for j, name in enumerate(self.label_vocabulary)}
+        m = np.zeros((len(self.records), len(vocab)), dtype=np.float32)
+        for r in self.records:
+            for lab in r.labels:
+                if lab in vocab:
+                    m[r.index, vocab[lab]] = 1.0
+        return m
+
+    def ages(self) -> np.ndarray:
+        return np.array([r.age for r in self.records], dtype=np.float32)
+
+    def sexes(self) -> np.ndarray:
+        return np.array([r.sex for r in self.records])
+
+    def fingerprint(self) -> str:
+        """Hash of what the dataset holds (from dataset.json, which records it at ingest)."""
+        return str(self.info.get("fingerprint", ""))
+
+    def summary(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"images": len(self), "patients": len(self.patients()),
+                               "shape": list(self.shape), "spatial_dims": self.spatial_dims,
+                               "splits": {}}
+        for split in SPLITS:
+            recs = [r for r in self.records if r.split == split]
+            if not recs:
+                continue
+            ages = [r.age for r in recs if not math.isnan(r.age)]
+            labels: dict[str, int] = {}
+            for r in recs:
+                for lab in r.labels:
+                    labels[lab] = labels.get(lab, 0) + 1
+            sexes: dict[str, int] = {}
+            for r in recs:
+                sexes[r.sex or "unknown"] = sexes.get(r.sex or "unknown", 0) + 1
+            out["splits"][split] = {
+                "patients": len({r.patient for r in recs}),
+                "images": len(recs),
+                "labels": dict(sorted(labels.items())),
+                "sex": dict(sorted(sexes.items())),
+                "age": ({"min": min(ages), "median": float(np.median(ages)), "max": max(ages)}
+                        if ages else None),
+            }
+        return out

@@ -1,0 +1,1 @@
+"""Reading and writing files: medical image formats, and atomic writes."""

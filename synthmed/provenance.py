@@ -1,0 +1,65 @@
+"""What made an output: package versions, config, hashes, seed.
+
+Every output synthmed writes records this block, so a cohort or a report can be traced back to
+the exact config, model and software that produced it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Iterable
+
+from synthmed.io.atomic import dumps_json
+
+_PACKAGES = (
+    "synthmed", "torch", "monai", "diffusers", "numpy", "scipy", "pydicom", "nibabel",
+    "pylibjpeg", "pylibjpeg-openjpeg", "pylibjpeg-libjpeg", "pylibjpeg-rle", "safetensors",
+    "faiss-cpu", "pydantic",
+)
+
+
+def package_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in _PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def sha256_json(obj: Any) -> str:
+    return sha256_bytes(dumps_json(obj).encode())
+
+
+def hash_id_list(ids: Iterable[str]) -> str:
+    """Order-free hash of a set of pseudonyms: records who was seen without listing them."""
+    return sha256_bytes("\n".join(sorted(set(ids))).encode())
+
+
+def provenance(config: Any = None, *, seed: int | None = None, **extra: Any) -> dict[str, Any]:
+    """The block every output carries: config (as data), its hash, seed and package versions."""
+    cfg = config.model_dump(mode="json") if hasattr(config, "model_dump") else config
+    block: dict[str, Any] = {"packages": package_versions()}
+    if cfg is not None:
+        block["config"] = cfg
+        block["config_sha256"] = sha256_json(cfg)
+    if seed is not None:
+        block["seed"] = seed
+    block.update(extra)
+    return block
