@@ -1,1 +1,59 @@
-"""`synthmed audit` (not written yet)."""
+"""`synthmed audit`: privacy audit of a synthetic cohort against the dataset it was trained on.
+
+Exit codes: 0 when the audit ran (whatever the verdict: a failed audit is a result, not an
+error, and scripts should read audit.json); 3 with `--fail-on-fail` when the verdict is `fail`
+(for CI gates); 2 for inputs that cannot be audited (one line on stderr).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from synthmed.cli.app import app
+
+
+@app.command("audit")
+def audit_command(
+    dataset: Path = typer.Option(..., "--dataset", help="ingested dataset folder (train = members, holdout = non-members)"),
+    synthetic: Path = typer.Option(..., "--synthetic", help="synthetic cohort folder (or a plain folder of images)"),
+    out: Path = typer.Option(..., "--out", help="folder for audit.json and report.html"),
+    profile: Optional[Path] = typer.Option(None, "--profile", help="audit profile YAML (default: the public profile)"),
+    seed: int = typer.Option(0, "--seed", help="seed for the encoder and the bootstrap"),
+    filter_: bool = typer.Option(False, "--filter", help="also write a copy of the cohort without flagged images and re-audit it"),
+    encoder: Optional[Path] = typer.Option(None, "--encoder", help="local encoder weights (embedder.json + .safetensors) instead of training one"),
+    fail_on_fail: bool = typer.Option(False, "--fail-on-fail", help="exit with code 3 when the verdict is 'fail'"),
+) -> None:
+    """Audit a synthetic cohort for membership leakage and copies; write audit.json and report.html."""
+    from synthmed.audit import run_audit
+
+    result = run_audit(dataset, synthetic, profile, out, seed=seed, filter=filter_, encoder=encoder)
+    console = Console()
+    print_result(console, result)
+    if result.filtered is not None or "filter" in result.audit:
+        f = result.audit["filter"]
+        console.print(f"filtered cohort ({f['n_removed']} images removed, {f['n_kept']} kept): "
+                      f"[bold]{f['verdict']}[/bold]  -> {out / 'filtered'}")
+    console.print(f"wrote {out / 'audit.json'} and {out / 'report.html'}")
+    if fail_on_fail and not result.passed:
+        raise typer.Exit(3)
+
+
+def print_result(console: Console, result) -> None:
+    v = result.verdict
+    colour = "green" if v.passed else "red"
+    table = Table(title=f"privacy audit: [bold {colour}]{v.verdict.upper()}[/] (tier {v.tier})", show_lines=False)
+    table.add_column("rule")
+    table.add_column("measured", justify="right")
+    table.add_column("limit", justify="right")
+    table.add_column("result")
+    for r in v.rules:
+        fmt = (lambda x: f"{x:.3g}" if isinstance(x, float) else str(x))
+        table.add_row(r.rule, fmt(r.measured), fmt(r.threshold), "[green]pass[/]" if r.passed else "[red]FAIL[/]")
+    console.print(table)
+    for r in v.failed_rules():
+        console.print(f"[red]-[/] {r.explanation}")

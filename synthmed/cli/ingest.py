@@ -1,1 +1,41 @@
-"""`synthmed ingest` (not written yet)."""
+"""`synthmed ingest SRC... --out DIR`: medical images in, a de-identified Dataset folder out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from synthmed.cli.app import app
+
+
+@app.command("ingest")
+def ingest_command(
+    sources: list[Path] = typer.Argument(..., help="files or folders of DICOM, NIfTI, PNG/JPEG or .npz"),
+    out: Path = typer.Option(..., "--out", "-o", help="dataset folder to write"),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="ingest config YAML (configs/ingest-*.yaml)"),
+    metadata: Optional[Path] = typer.Option(None, "--metadata", "-m", help="CSV with patient ID, labels, age, sex per file (NIH or file,patient_id,labels,age,sex)"),
+    key: Optional[Path] = typer.Option(None, "--key", help="de-identification key file (default: created once in ~/.config/synthmed/deid.key)"),
+    workers: Optional[int] = typer.Option(None, "--workers", "-w", min=1, help="reader processes (default: min(2, CPUs))"),
+) -> None:
+    """Read, de-identify, normalise and split images by patient into a synthmed dataset."""
+    from synthmed.config import load_config
+    from synthmed.data.ingest import ingest
+    from synthmed.data.ingest_config import IngestConfig
+
+    cfg = load_config(config, IngestConfig)
+    result = ingest(sources, out, cfg, metadata_csv=metadata, key_path=key, workers=workers)
+    table = Table(title=f"ingested into {result.out}", title_justify="left")
+    for col in ("split", "patients", "images"):
+        table.add_column(col, justify="right" if col != "split" else "left")
+    for split, counts in result.splits.items():
+        if counts["images"]:
+            table.add_row(split, str(counts["patients"]), str(counts["images"]))
+    console = Console()
+    console.print(table)
+    console.print(f"files: {result.read} read, {result.kept} kept, {result.refused} refused, "
+                  f"{result.skipped} skipped; details in {result.out / 'ingest_report.json'}",
+                  markup=False, highlight=False, soft_wrap=True)

@@ -17,3 +17,9 @@ Public API (implemented in the submodules):
     `.deidentify(ds: pydicom.Dataset) -> pydicom.Dataset`   in place, returns ds
     `.profile_description() -> dict`        profile, options, what was done, for reports
 """
+
+from synthmed.deid.dicom_deid import Deidentifier, raw_identity
+from synthmed.deid.keys import default_key_path, load_or_create_key
+from synthmed.deid.pseudonyms import Pseudonymiser
+
+__all__ = ["Deidentifier", "Pseudonymiser", "default_key_path", "load_or_create_key", "raw_identity"]

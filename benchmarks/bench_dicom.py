@@ -1,0 +1,63 @@
+"""DICOM reading overhead: synthmed's scan + load against a bare pydicom loop.
+
+    .venv/bin/python benchmarks/bench_dicom.py [--repeats 3] [SERIES_DIR ...]
+
+Baseline: `pydicom.dcmread(f).pixel_array` for every file. Measured: `find_dicom_series` (header
+scan) + `load_series` (full read, de-identification, modality LUT, volume assembly). Both run in
+this process, interleaved, best of `--repeats`; the ratio is what the ingest target (<= 1.25 at one
+worker) is about. Shared data is read in place from ../shared/data/dicom.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+from pathlib import Path
+
+import pydicom
+
+from synthmed.deid import Deidentifier
+from synthmed.io.dicom import find_dicom_series, load_series
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT = [ROOT.parent / "shared" / "data" / "dicom" / n
+           for n in ("ct-chest-jpeg2000", "mr-fmri-series", "mr-brain-sagittal")]
+
+
+def bare(files):
+    for f in files:
+        pydicom.dcmread(f).pixel_array
+
+
+def synthmed_read(files, deid):
+    series, refused = find_dicom_series(files)
+    return [im for s in series for im in load_series(s, deid)], refused
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("dirs", nargs="*", type=Path, default=DEFAULT)
+    ap.add_argument("--repeats", type=int, default=3)
+    args = ap.parse_args()
+    deid = Deidentifier(b"\x00" * 32)
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+          f"load average {os.getloadavg()[0]:.1f}; pydicom {pydicom.__version__}")
+    print("| series | files | bare dcmread+pixel_array (s) | scan (s) | load (s) | scan+load (s) | ratio |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for d in args.dirs:
+        files = sorted(p for p in d.iterdir() if p.is_file())
+        for f in files:  # warm the page cache for both sides
+            f.read_bytes()
+        tb, ts, tl = [], [], []
+        for _ in range(args.repeats):
+            t = time.perf_counter(); bare(files); tb.append(time.perf_counter() - t)
+            t = time.perf_counter(); series, _ = find_dicom_series(files); ts.append(time.perf_counter() - t)
+            t = time.perf_counter(); [load_series(s, deid) for s in series]; tl.append(time.perf_counter() - t)
+        b, s, l = min(tb), min(ts), min(tl)
+        print(f"| {d.name} | {len(files)} | {b:.3f} | {s:.3f} | {l:.3f} | {s + l:.3f} | {(s + l) / b:.2f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,12 @@
+"""Privacy audit of a synthetic cohort: membership-inference attacks, copy detection, a verdict.
+
+`run_audit(dataset, cohort, profile, out)` is the entry point (see `synthmed.audit.runner`); the
+statistics, embeddings, neighbour search, attacks and memorisation check live in their own
+modules and are usable on their own.
+"""
+
+from synthmed.audit.profile import AuditProfile, load_profile
+from synthmed.audit.runner import AUDIT_SCHEMA, AuditResult, run_audit
+from synthmed.audit.verdict import Verdict
+
+__all__ = ["AUDIT_SCHEMA", "AuditProfile", "AuditResult", "Verdict", "load_profile", "run_audit"]

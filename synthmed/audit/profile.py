@@ -1,0 +1,115 @@
+"""What an audit checks and how strictly: the audit profile (YAML, validated at the edge).
+
+A profile fixes the release tier (`public` or `controlled`), the rules a synthetic cohort must
+pass, and the knobs of the measurement (encoder training, bootstrap size, quantiles). Two are
+shipped: `configs/audit-public.yaml` and `configs/audit-controlled.yaml` (looser limits).
+
+How the rules decide (see privacy_audits/PROTOCOL.md for the full argument):
+
+* Every statistical rule fails only on EVIDENCE: a confidence bound, not a point estimate, must
+  cross the line. All intervals used for decisions are simultaneous at the profile's
+  `confidence` (Bonferroni over the statistical rules), so an audit of a generator that never saw
+  the members fails with probability at most 1 - confidence. That is what "calibrated" means here.
+* The attack-AUC rule additionally fails when the best estimate itself reaches `max_auc`, so a
+  small audit with a wide interval cannot pass a cohort whose best guess is already leaky.
+* TPR at a low FPR (1 %) needs hundreds of non-members before the FPR itself is known (about
+  3.7 / FPR at 95 %). When it is not estimable the rule says so and compares the TPR's lower bound
+  with the larger of the limit and the FPR's upper bound at that threshold: an attacker is only
+  shown to find members when it finds clearly more of them than its own false alarms could.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from synthmed.config import StrictConfig, load_config
+
+Tier = Literal["public", "controlled"]
+AttackName = Literal["dcr", "domias", "mc_neighbourhood"]
+Space = Literal["pixel", "encoder"]
+
+
+class EmbeddingSettings(StrictConfig):
+    """The learned embedding the attacks and the memorisation check work in."""
+
+    steps: int = Field(300, ge=0, description="contrastive encoder training steps (0: pixel space only)")
+    batch_size: int = Field(64, ge=4)
+    dim: int = Field(128, ge=4)
+
+
+class AttackRules(StrictConfig):
+    """Membership-inference rules, applied to every attack in every space."""
+
+    attacks: list[AttackName] = Field(default_factory=lambda: ["dcr", "domias", "mc_neighbourhood"],
+                                      min_length=1)
+    spaces: list[Space] = Field(default_factory=lambda: ["pixel", "encoder"], min_length=1)
+    max_auc: float = Field(0.6, gt=0.5, le=1.0,
+                           description="an attack's AUC estimate must stay below this")
+    auc_evidence_above: float = Field(0.5, ge=0.5, lt=1.0,
+                                      description="fail when the AUC's lower bound is above this")
+    target_fpr: float = Field(0.01, gt=0.0, lt=0.5, description="the false-alarm rate for the TPR rule")
+    max_tpr: float = Field(0.02, gt=0.0, lt=1.0, description="members found at target_fpr must stay below this")
+    report_fprs: list[float] = Field(default_factory=lambda: [0.01, 0.001])
+    aggregate: Literal["max", "mean"] = "max"
+
+    @model_validator(mode="after")
+    def _order(self) -> "AttackRules":
+        if self.auc_evidence_above >= self.max_auc:
+            raise ValueError("auc_evidence_above must be below max_auc")
+        return self
+
+
+class MemorisationRules(StrictConfig):
+    """Copies and near-copies of training images."""
+
+    quantile: float = Field(0.001, gt=0.0, lt=0.5,
+                            description="flag a synthetic image closer to train than this quantile "
+                                        "of real-to-train distances")
+    max_hard_copies: int = Field(0, ge=0, description="synthetic images that are copies of a training image")
+    hard_copy_bound: float | None = Field(
+        None, ge=0.0, description="pixel RMS distance below which an image is a copy (None: core default)")
+
+
+class Sizes(StrictConfig):
+    """The smallest splits an audit will run on (fewer gives intervals too wide to mean anything)."""
+
+    min_train_patients: int = Field(20, ge=2)
+    min_holdout_patients: int = Field(20, ge=2)
+    min_synthetic_images: int = Field(20, ge=2)
+
+
+class AuditProfile(StrictConfig):
+    """A complete audit specification; `tier` names the release it certifies for."""
+
+    name: str = "public"
+    tier: Tier = "public"
+    confidence: float = Field(0.95, gt=0.5, lt=1.0,
+                              description="family-wise confidence of the decisions (Bonferroni)")
+    n_bootstrap: int = Field(1000, ge=50)
+    embedding: EmbeddingSettings = EmbeddingSettings()
+    attacks: AttackRules = AttackRules()
+    memorisation: MemorisationRules = MemorisationRules()
+    sizes: Sizes = Sizes()
+    gallery_pairs: int = Field(8, ge=0, le=64)
+
+    def n_statistical_rules(self, n_attacks: int | None = None) -> int:
+        """How many rules decide from an interval (the Bonferroni divisor)."""
+        n = n_attacks if n_attacks is not None else len(self.attacks.attacks) * len(self.attacks.spaces)
+        return 2 * n + 1  # AUC and TPR per attack, plus the memorisation rate
+
+    def decision_alpha(self, n_attacks: int | None = None) -> float:
+        """Per-interval alpha so that all decisions together hold at `confidence`."""
+        return (1.0 - self.confidence) / self.n_statistical_rules(n_attacks)
+
+
+def load_profile(profile: "AuditProfile | str | Path | None") -> AuditProfile:
+    """An AuditProfile from a profile object, a YAML path, or None (the public defaults)."""
+    if isinstance(profile, AuditProfile):
+        return profile
+    return load_config(profile, AuditProfile)
+
+
+__all__ = ["AuditProfile", "EmbeddingSettings", "AttackRules", "MemorisationRules", "Sizes", "load_profile"]

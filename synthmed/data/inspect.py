@@ -1,0 +1,67 @@
+"""A look at an ingested dataset: counts per split, label, age and sex, and a contact sheet."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from synthmed.data.dataset import SPLITS, Dataset
+from synthmed.io.atomic import atomic_path
+
+_TILE = 96
+_PER_ROW = 8
+_LABEL_W = 90
+
+
+def _as_2d(image: np.ndarray) -> np.ndarray:
+    """A 2D view of one dataset image: 3D volumes show their middle slice."""
+    image = np.asarray(image, dtype=np.float32)
+    return image[image.shape[0] // 2] if image.ndim == 3 else image
+
+
+def contact_sheet(ds: Dataset, out_png: Path, *, seed: int = 0, per_row: int = _PER_ROW) -> Path:
+    """PNG with one row of randomly chosen images per split (seeded, so reruns match)."""
+    from PIL import Image, ImageDraw
+
+    rng = np.random.default_rng(seed)
+    rows: list[tuple[str, list[int]]] = []
+    for split in SPLITS:
+        idx = ds.indices(split)
+        if idx.size:
+            pick = np.sort(rng.choice(idx, size=min(per_row, idx.size), replace=False))
+            rows.append((split, [int(i) for i in pick]))
+    sheet = Image.new("L", (_LABEL_W + per_row * _TILE, max(1, len(rows)) * _TILE), color=0)
+    draw = ImageDraw.Draw(sheet)
+    for r, (split, picks) in enumerate(rows):
+        draw.text((6, r * _TILE + _TILE // 2 - 6), split, fill=255)
+        for c, i in enumerate(picks):
+            tile = np.clip(_as_2d(ds.images[i]), 0.0, 1.0)
+            im = Image.fromarray((tile * 255).round().astype(np.uint8), mode="L")
+            im = im.resize((_TILE - 4, _TILE - 4), Image.Resampling.BILINEAR)
+            sheet.paste(im, (_LABEL_W + c * _TILE + 2, r * _TILE + 2))
+    out_png = Path(out_png)
+    with atomic_path(out_png) as tmp:
+        sheet.save(tmp, format="PNG")
+    return out_png
+
+
+def inspect_dataset(dir: Path, out_png: Path | None = None, seed: int = 0) -> dict[str, Any]:
+    """Summary of a dataset folder (patients, images, per split / label / age / sex) and the
+    path of its contact sheet (default `dir/contact_sheet.png`)."""
+    ds = Dataset.open(dir)
+    summary = ds.summary()
+    summary["label_vocabulary"] = ds.label_vocabulary
+    summary["modalities"] = dict(sorted(_count(r.modality or "unknown" for r in ds.records).items()))
+    summary["fingerprint"] = ds.fingerprint()
+    png = Path(out_png) if out_png is not None else Path(dir) / "contact_sheet.png"
+    summary["contact_sheet"] = str(contact_sheet(ds, png, seed=seed))
+    return summary
+
+
+def _count(items) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for x in items:
+        out[x] = out.get(x, 0) + 1
+    return out

@@ -1,0 +1,583 @@
+"""DICOM reading: find series from headers, then load each series as de-identified images.
+
+Two passes, each file parsed once per pass:
+1. `find_dicom_series` reads only the start of each header (up to the image size tags, before
+   the large private groups and the pixel data) to refuse what is not DICOM and to group files
+   by series.
+2. `load_series` reads each file once, in full, decodes the pixels, applies the modality LUT
+   (CT in HU) and assembles slices into volumes along the slice normal.
+
+De-identification: the header whose identity values are used (patient, study, series, age, sex)
+is run through `Deidentifier.deidentify` before any value is taken from it. The other slices of
+the series are only asked for geometry and pixel-transform attributes (`_GEOMETRY` below), which
+identify nobody; walking each of their headers too would double the load time for nothing,
+since no header is ever written.
+
+Colour: synthmed models grayscale images. A colour image whose three channels are equal (grey
+stored as RGB, common for secondary captures) is kept as one channel; a truly colour image or a
+palette (pseudo-colour) image is refused, because any grey conversion would invent intensities
+that the model would then learn as anatomy.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from collections import OrderedDict
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset, FileDataset
+from pydicom.errors import InvalidDicomError
+from pydicom.filereader import read_dataset, read_partial
+from pydicom.pixels import apply_modality_lut, get_decoder
+from pydicom.uid import UID
+
+from synthmed.deid import Deidentifier
+from synthmed.io.types import LoadedImage, RefusedInput
+
+# Modalities refused unless explicitly allowed: ultrasound and secondary/other captures are
+# photographs of screens more often than not (burned-in text, annotations, non-physical units).
+DEFAULT_REFUSED_MODALITIES = frozenset({"US", "SC", "OT"})
+# Projection images: several files of one series are several 2D images, never a volume.
+PROJECTION_MODALITIES = frozenset({"CR", "DX", "MG", "XA", "RF", "IO", "PX", "RG", "DR"})
+_PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)  # PixelData, FloatPixelData, DoubleFloatPixelData
+_HEADER_END = 0x00280011  # Columns: everything the grouping needs lies before it
+_POSITION_DECIMALS = 2  # positions equal to 0.01 mm are the same slice location
+_GEOMETRY = (  # all that is read from slices other than the de-identified one
+    "ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "ImagerPixelSpacing",
+    "RescaleSlope", "RescaleIntercept", "ModalityLUTSequence", "TemporalPositionIdentifier",
+    "AcquisitionNumber", "InstanceNumber", "Rows", "Columns", "NumberOfFrames", "SamplesPerPixel",
+)
+
+
+@dataclass
+class DicomSeries:
+    """Files of one series, as grouped from their headers.
+
+    `key` is the raw grouping key (a SeriesInstanceUID, or a fallback built from other UIDs);
+    it lives only in memory, is never written, and reaches outputs only as a keyed pseudonym.
+    """
+
+    files: list[Path]
+    modality: str = ""
+    key: str = field(default="", repr=False)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+
+# ---------------------------------------------------------------------------------------------
+# Pass 1: headers
+# ---------------------------------------------------------------------------------------------
+# The scan's partial headers, kept so that `load_series` parses only the rest of each file
+# instead of parsing the header a second time (the header is most of the parse cost for small
+# MR slices). Bounded; oldest first out; an entry is used once. Forked workers inherit it.
+_HEADER_CACHE: OrderedDict[str, tuple[Dataset, int, int, int]] = OrderedDict()
+_HEADER_CACHE_MAX = 20_000
+
+
+def _cache_put(path: Path, ds: Dataset, offset: int, st: os.stat_result) -> None:
+    _HEADER_CACHE[str(path)] = (ds, offset, st.st_mtime_ns, st.st_size)
+    while len(_HEADER_CACHE) > _HEADER_CACHE_MAX:
+        _HEADER_CACHE.popitem(last=False)
+
+
+def _truncated(caught: list) -> bool:
+    return any("end of file" in str(w.message).lower() for w in caught)
+
+
+def _stop_after_header(tag, vr, length) -> bool:
+    return int(tag) > _HEADER_END  # plain int compare: BaseTag.__gt__ is slow in this hot loop
+
+
+def _looks_like_dicom(ds: Dataset) -> bool:
+    # Forced parsing of arbitrary bytes often "succeeds" with garbage tags; a real dataset
+    # without a preamble still carries some of these.
+    return any(t in ds for t in (0x00080016, 0x00080018, 0x00080060, 0x00280010, 0x0020000D))
+
+
+def _read_header(path: Path) -> Dataset:
+    """The header up to Columns, or RefusedInput with a short reason."""
+    try:
+        st = path.stat()
+    except OSError as err:
+        raise RefusedInput(path, f"cannot read file ({err.strerror or err})") from None
+    if st.st_size == 0:
+        raise RefusedInput(path, "empty file (0 bytes)")
+    try:
+        with open(path, "rb") as fp, warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                ds = read_partial(fp, stop_when=_stop_after_header)
+            except InvalidDicomError:
+                # No 'DICM' preamble: old ACR-NEMA style files are still DICOM datasets.
+                fp.seek(0)
+                try:
+                    ds = read_partial(fp, stop_when=_stop_after_header, force=True)
+                except Exception:
+                    raise RefusedInput(path, "not a DICOM file") from None
+                if not _looks_like_dicom(ds):
+                    raise RefusedInput(path, "not a DICOM file") from None
+            if _truncated(caught):
+                raise RefusedInput(path, "truncated file (header ends early)")
+            offset = fp.tell()
+    except RefusedInput:
+        raise
+    except OSError as err:
+        raise RefusedInput(path, f"cannot read file ({err.strerror or err})") from None
+    except Exception as err:  # EOFError, struct/ValueError from a cut-off header, ...
+        raise RefusedInput(path, f"truncated or corrupt DICOM header ({type(err).__name__})") from None
+    _cache_put(path, ds, offset, st)
+    return ds
+
+
+def _text(ds: Dataset, keyword: str) -> str:
+    v = ds.get(keyword, "")
+    return "" if v is None else str(v).strip()
+
+
+def _series_key(ds: Dataset, path: Path) -> str:
+    uid = _text(ds, "SeriesInstanceUID")
+    if uid:
+        return "uid:" + uid
+    # Some exports blank the series UID; slices that share a folder, frame of reference,
+    # series number and image size still form one series. Without a frame of reference, the
+    # file stands alone.
+    frame = _text(ds, "FrameOfReferenceUID")
+    if frame:
+        parts = (str(path.parent), _text(ds, "StudyInstanceUID"), frame, _text(ds, "SeriesNumber"),
+                 _text(ds, "Modality"), _text(ds, "Rows"), _text(ds, "Columns"))
+        return "fallback:" + "|".join(parts)
+    return "file:" + str(path)
+
+
+def _expand(paths: list[Path]) -> list[Path]:
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            for root, dirs, names in os.walk(p):
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                out.extend(Path(root) / n for n in sorted(names) if not n.startswith("."))
+        else:
+            out.append(p)
+    return out
+
+
+def find_dicom_series(paths: list[Path]) -> tuple[list[DicomSeries], list[RefusedInput]]:
+    """Group DICOM files into series from their headers (no pixel data is read).
+
+    Folders in `paths` are searched recursively. Non-DICOM, empty, unreadable and cut-off files
+    come back as RefusedInput; a second file with the SOP Instance UID of one already in the
+    series is refused as a duplicate.
+    """
+    groups: dict[str, list[Path]] = defaultdict(list)
+    modality: dict[str, str] = {}
+    seen: dict[str, set[str]] = defaultdict(set)
+    refused: list[RefusedInput] = []
+    for path in _expand(paths):
+        try:
+            ds = _read_header(path)
+        except RefusedInput as r:
+            refused.append(r)
+            continue
+        key = _series_key(ds, path)
+        sop = _text(ds, "SOPInstanceUID")
+        if sop and sop in seen[key]:
+            refused.append(RefusedInput(path, "duplicate image (same SOP Instance UID as another file of its series)"))
+            continue
+        if sop:
+            seen[key].add(sop)
+        groups[key].append(path)
+        modality.setdefault(key, _text(ds, "Modality").upper())
+    series = [DicomSeries(files=sorted(files), modality=modality[k], key=k) for k, files in groups.items()]
+    series.sort(key=lambda s: str(s.files[0]))
+    return series, refused
+
+
+# ---------------------------------------------------------------------------------------------
+# Pass 2: pixels
+# ---------------------------------------------------------------------------------------------
+def _floats(value, n: int) -> np.ndarray | None:
+    try:
+        arr = np.asarray([float(v) for v in value], dtype=np.float64)
+    except (TypeError, ValueError):
+        return None
+    return arr if arr.size == n and np.all(np.isfinite(arr)) else None
+
+
+def _pixel_spacing(ds: Dataset) -> tuple[float, float]:
+    for kw in ("PixelSpacing", "ImagerPixelSpacing", "NominalScannedPixelSpacing"):
+        sp = _floats(ds.get(kw), 2) if kw in ds else None
+        if sp is not None and np.all(sp > 0):
+            return float(sp[0]), float(sp[1])
+    return math.nan, math.nan
+
+
+def _parse_age(value: str) -> float:
+    """DICOM AS ('057Y', '006M', '010W', '003D', also a bare '42') -> years."""
+    v = value.strip().upper()
+    if not v:
+        return math.nan
+    unit = v[-1] if v[-1] in "YMWD" else "Y"
+    digits = v[:-1] if v[-1] in "YMWD" else v
+    try:
+        n = float(digits)
+    except ValueError:
+        return math.nan
+    return n / {"Y": 1.0, "M": 12.0, "W": 52.1775, "D": 365.25}[unit]
+
+
+def _sex(value: str) -> str:
+    v = value.strip().upper()
+    return v if v in ("M", "F") else ("O" if v else "")
+
+
+def _ts_name(ts: UID) -> str:
+    return ts.name if ts.is_transfer_syntax else f"unknown transfer syntax {ts}"
+
+
+def _check_decodable(ds: Dataset, path: Path) -> None:
+    if not any(t in ds for t in _PIXEL_TAGS):
+        raise RefusedInput(path, "no pixel data (not an image)")
+    meta = getattr(ds, "file_meta", None)
+    ts = UID(str(meta.get("TransferSyntaxUID", "1.2.840.10008.1.2"))) if meta is not None else UID("1.2.840.10008.1.2")
+    if 0x7FE00010 in ds and ts.is_transfer_syntax and not ts.is_compressed:
+        return
+    try:
+        decoder = get_decoder(ts)
+    except NotImplementedError:
+        raise RefusedInput(path, f"unsupported transfer syntax ({_ts_name(ts)})") from None
+    if not decoder.is_available:
+        raise RefusedInput(path, f"no decoder installed for {_ts_name(ts)}") from None
+
+
+def _read_full(path: Path) -> Dataset:
+    """The whole dataset; continues from the scan's partial header when it is cached."""
+    cached = _HEADER_CACHE.pop(str(path), None)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            st = path.stat()
+            if cached is not None and cached[2:] == (st.st_mtime_ns, st.st_size):
+                ds, offset = cached[0], cached[1]
+                implicit, little = ds.original_encoding
+                with open(path, "rb") as fp:
+                    fp.seek(offset)
+                    rest = read_dataset(fp, bool(implicit), bool(little),
+                                        parent_encoding=ds.original_character_set)
+                # Raw elements straight into a new dataset: `Dataset.update` would convert
+                # every value, which costs more than parsing the header again.
+                elements = dict(ds.items())
+                elements.update(rest.items())
+                charset = ds.original_character_set
+                ds = FileDataset(path, elements, preamble=ds.preamble, file_meta=ds.file_meta,
+                                 is_implicit_VR=bool(implicit), is_little_endian=bool(little))
+                ds.set_original_encoding(bool(implicit), bool(little), charset)
+            else:
+                ds = pydicom.dcmread(path, force=True)
+    except OSError as err:
+        raise RefusedInput(path, f"cannot read file ({err.strerror or err})") from None
+    except Exception as err:
+        raise RefusedInput(path, f"truncated or corrupt DICOM file ({type(err).__name__})") from None
+    if _truncated(caught):
+        raise RefusedInput(path, "truncated file (data ends early)")
+    return ds
+
+
+def _pixels(ds: Dataset, path: Path, rescale: bool = True) -> np.ndarray:
+    """Decoded pixels in modality units (HU for CT), float32, colour reduced or refused."""
+    photometric = _text(ds, "PhotometricInterpretation").upper()
+    if photometric == "PALETTE COLOR":
+        raise RefusedInput(path, "palette colour image (pseudo-colour) is not supported")
+    try:
+        arr = ds.pixel_array
+    except Exception as err:
+        msg = str(err).splitlines()[0][:120] if str(err) else type(err).__name__
+        ts = UID(str(ds.file_meta.get("TransferSyntaxUID", ""))) if hasattr(ds, "file_meta") else UID("")
+        raise RefusedInput(path, f"cannot decode pixel data ({_ts_name(ts)}): {msg}") from None
+    samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    if samples > 1:
+        # pydicom returns RGB (YBR converted) with channels last.
+        a = arr.astype(np.int32)
+        if not (np.array_equal(a[..., 0], a[..., 1]) and np.array_equal(a[..., 0], a[..., 2])):
+            raise RefusedInput(path, f"colour image ({photometric or 'RGB'}) is not supported: synthmed models grayscale images")
+        arr = arr[..., 0]
+        return arr.astype(np.float32)
+    slope_intercept = "RescaleSlope" in ds or "RescaleIntercept" in ds
+    if not rescale:
+        out = arr.astype(np.float32)
+    elif slope_intercept and "ModalityLUTSequence" not in ds:
+        # Same as apply_modality_lut for the common case, without its float64 round trip.
+        slope = float(ds.get("RescaleSlope", 1) or 1)
+        intercept = float(ds.get("RescaleIntercept", 0) or 0)
+        out = arr.astype(np.float32)
+        if slope != 1:
+            out *= np.float32(slope)
+        if intercept:
+            out += np.float32(intercept)
+    else:
+        out = np.asarray(apply_modality_lut(arr, ds), dtype=np.float32)
+    if photometric == "MONOCHROME1":
+        # Minimum means white: flip so that brighter always means more signal / attenuation.
+        out = (out.max() + out.min()) - out
+    return out
+
+
+def _refuse_by_policy(ds: Dataset, path: Path, allow_burned_in: bool, allowed: frozenset[str] | None) -> None:
+    modality = _text(ds, "Modality").upper()
+    if allowed is not None:
+        if modality not in allowed:
+            raise RefusedInput(path, f"modality {modality or '(none)'} is not in the allowed modalities")
+    elif modality in DEFAULT_REFUSED_MODALITIES:
+        raise RefusedInput(path, f"modality {modality} is refused by default (burned-in text is likely; "
+                                 "allow it explicitly to ingest it)")
+    if not allow_burned_in and _text(ds, "BurnedInAnnotation").upper() == "YES":
+        raise RefusedInput(path, "burned-in annotation YES (text in the pixels may identify the patient)")
+
+
+def _shape_signature(ds: Dataset) -> tuple:
+    return (int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0),
+            int(ds.get("NumberOfFrames", 1) or 1), int(ds.get("SamplesPerPixel", 1) or 1))
+
+
+def _slice_normal(iop: np.ndarray | None) -> np.ndarray | None:
+    if iop is None:
+        return None
+    n = np.cross(iop[:3], iop[3:])
+    norm = np.linalg.norm(n)
+    return n / norm if norm > 1e-6 else None
+
+
+def _split_volumes(proj: np.ndarray, order_keys: list[tuple], path: Path) -> list[np.ndarray]:
+    """Indices of each volume, slices sorted along the normal.
+
+    Repeated positions (a time series: fMRI, perfusion) are split into volumes: at each position
+    the k-th acquisition (by temporal position, acquisition number, instance number) goes to
+    volume k, so every volume covers every position once.
+    """
+    rounded = np.round(proj, _POSITION_DECIMALS)
+    positions, inverse, counts = np.unique(rounded, return_inverse=True, return_counts=True)
+    repeats = int(counts[0])
+    if np.any(counts != repeats):
+        raise RefusedInput(path, f"slice positions repeat unevenly ({int(counts.min())} to {int(counts.max())} "
+                                 "images per position): incomplete time series?")
+    vols = np.empty((repeats, positions.size), dtype=np.int64)
+    for p in range(positions.size):
+        members = np.flatnonzero(inverse == p)
+        members = sorted(members, key=lambda i: order_keys[i])
+        vols[:, p] = members
+    return [vols[k] for k in range(repeats)]
+
+
+def _z_spacing(sorted_proj: np.ndarray, ds: Dataset) -> float:
+    if sorted_proj.size > 1:
+        return float(np.median(np.diff(sorted_proj)))
+    for kw in ("SpacingBetweenSlices", "SliceThickness"):
+        try:
+            v = float(ds.get(kw))
+            if v > 0:
+                return v
+        except (TypeError, ValueError):
+            pass
+    return math.nan
+
+
+def _num(ds: Dataset, kw: str) -> float:
+    try:
+        return float(ds.get(kw))
+    except (TypeError, ValueError):
+        return math.inf  # missing sorts last
+
+
+def load_series(series: DicomSeries, deid: Deidentifier, *, allow_burned_in: bool = False,
+                allowed_modalities: frozenset[str] | None = None) -> list[LoadedImage]:
+    """Decode one series into de-identified 2D images or 3D volumes (see the module docstring).
+
+    Raises RefusedInput for the whole series when it must not or cannot be used.
+    """
+    if not series.files:
+        return []
+    first_path = series.files[0]
+    first = _read_full(first_path)
+    _refuse_by_policy(first, first_path, allow_burned_in, allowed_modalities)
+    _check_decodable(first, first_path)
+    deid.deidentify(first)  # before any identity value is taken from the header
+    meta = _identity(first, series, deid)
+
+    separate = (len(series.files) == 1 or int(first.get("NumberOfFrames", 1) or 1) > 1
+                or meta["modality"] in PROJECTION_MODALITIES
+                or "ImageOrientationPatient" not in first or "ImagePositionPatient" not in first)
+    if separate:
+        out: list[LoadedImage] = []
+        for i, path in enumerate(series.files):
+            ds = first if i == 0 else _read_full(path)
+            if i:
+                _refuse_by_policy(ds, path, allow_burned_in, allowed_modalities)
+                _check_decodable(ds, path)
+            if (_shape_signature(ds)[2] > 1) != (_shape_signature(first)[2] > 1):
+                raise RefusedInput(first_path, "mixed shapes in series (single- and multi-frame files)")
+            out.extend(_load_file(ds, path, meta))
+        return out
+
+    signature = _shape_signature(first)
+    n = len(series.files)
+    stack: np.ndarray | None = None
+    positions: list[np.ndarray | None] = []
+    order_keys: list[tuple] = []
+    for i, path in enumerate(series.files):
+        ds = first if i == 0 else _read_full(path)
+        if i:
+            if _shape_signature(ds) != signature:
+                r, c, f, s = _shape_signature(ds)
+                raise RefusedInput(first_path, f"mixed shapes in series ({signature[0]}x{signature[1]} "
+                                               f"and {r}x{c}{' multi-frame' if f > 1 else ''})")
+            _refuse_by_policy(ds, path, allow_burned_in, allowed_modalities)
+            _check_decodable(ds, path)
+        img = _pixels(ds, path)
+        if img.ndim != 2:
+            raise RefusedInput(path, f"unexpected pixel array shape {img.shape}")
+        if stack is None:
+            stack = np.empty((n, *img.shape), dtype=np.float32)
+        stack[i] = img
+        positions.append(_floats(ds.get("ImagePositionPatient"), 3) if "ImagePositionPatient" in ds else None)
+        order_keys.append((_num(ds, "TemporalPositionIdentifier"), _num(ds, "AcquisitionNumber"),
+                           _num(ds, "InstanceNumber"), i))
+    assert stack is not None
+    row_sp, col_sp = _pixel_spacing(first)
+    iop = _floats(first.get("ImageOrientationPatient"), 6) if "ImageOrientationPatient" in first else None
+    normal = _slice_normal(iop)
+    if normal is not None and all(p is not None for p in positions):
+        proj = np.array([float(p @ normal) for p in positions])
+        volumes = _split_volumes(proj, order_keys, first_path)
+    else:
+        # Orientation unusable or a slice without position: no trustworthy order along a normal.
+        raise RefusedInput(first_path, "slices lack a usable position or orientation, "
+                                       "so they cannot be ordered into a volume")
+    return [_image(stack[idx], (_z_spacing(proj[idx], first), row_sp, col_sp), meta, "dicom", first_path)
+            for idx in volumes]
+
+
+def _identity(ds: Dataset, series: DicomSeries, deid: Deidentifier) -> dict:
+    """Identity values from an already de-identified header: pseudonyms, age, sex, modality."""
+    patient = _text(ds, "PatientID")  # the keyed pseudonym set by deidentify
+    study_uid = _text(ds, "StudyInstanceUID")  # a replaced UID
+    study = deid.study(study_uid or f"{patient}|{_text(ds, 'StudyDate')}")
+    series_uid = _text(ds, "SeriesInstanceUID")
+    return {
+        "patient": patient,
+        "study": study,
+        "series": deid.series(series_uid or series.key),
+        "age": _parse_age(_text(ds, "PatientAge")),
+        "sex": _sex(_text(ds, "PatientSex")),
+        "modality": _text(ds, "Modality").upper(),
+    }
+
+
+def _image(arr: np.ndarray, spacing: tuple[float, ...], meta: dict, fmt: str, path: Path) -> LoadedImage:
+    arr = np.ascontiguousarray(arr, dtype=np.float32)
+    return LoadedImage(array=arr, spacing=tuple(float(s) for s in spacing), patient=meta["patient"],
+                       study=meta["study"], series=meta["series"], age=meta["age"], sex=meta["sex"],
+                       modality=meta["modality"], source_format=fmt, source=str(path),
+                       original_shape=tuple(arr.shape))
+
+
+def _frame_geometry(ds: Dataset, nframes: int):
+    """Per-frame positions, the orientation and temporal order keys from functional groups."""
+    shared = ds.get("SharedFunctionalGroupsSequence")
+    shared = shared[0] if shared else None
+    per_frame = ds.get("PerFrameFunctionalGroupsSequence")
+
+    def _from(item, seq, kw, n):
+        if item is None or seq not in item or not item[seq].value:
+            return None
+        inner = item[seq][0]
+        return _floats(inner.get(kw), n) if kw in inner else None
+
+    iop = _from(shared, "PlaneOrientationSequence", "ImageOrientationPatient", 6)
+    spacing = _from(shared, "PixelMeasuresSequence", "PixelSpacing", 2)
+    positions, keys = [], []
+    for f in range(nframes):
+        item = per_frame[f] if per_frame is not None and f < len(per_frame) else None
+        positions.append(_from(item, "PlanePositionSequence", "ImagePositionPatient", 3))
+        if iop is None:
+            iop = _from(item, "PlaneOrientationSequence", "ImageOrientationPatient", 6)
+        if spacing is None:
+            spacing = _from(item, "PixelMeasuresSequence", "PixelSpacing", 2)
+        temporal = math.inf
+        if item is not None and "FrameContentSequence" in item and item.FrameContentSequence:
+            fc = item.FrameContentSequence[0]
+            temporal = _num(fc, "TemporalPositionIndex")
+            if math.isinf(temporal):
+                temporal = _num(fc, "FrameAcquisitionNumber")
+        keys.append((temporal, f))
+    if iop is None and "ImageOrientationPatient" in ds:
+        iop = _floats(ds.ImageOrientationPatient, 6)
+    if all(p is None for p in positions) and "DetectorInformationSequence" in ds:
+        # NM: one start position and a constant spacing along the normal.
+        det = ds.DetectorInformationSequence[0]
+        iop = _floats(det.get("ImageOrientationPatient"), 6) if "ImageOrientationPatient" in det else iop
+    return iop, spacing, positions, keys
+
+
+def _load_file(ds: Dataset, path: Path, meta: dict) -> list[LoadedImage]:
+    """One file: a single 2D image, or a multi-frame file (volume, volumes, or cine frames)."""
+    data = _pixels_multiframe(ds, path)
+    nframes = int(ds.get("NumberOfFrames", 1) or 1)
+    row_sp, col_sp = _pixel_spacing(ds)
+    if nframes == 1:
+        if data.ndim == 3 and data.shape[0] == 1:
+            data = data[0]
+        if data.ndim != 2:
+            raise RefusedInput(path, f"unexpected pixel array shape {data.shape}")
+        return [_image(data, (row_sp, col_sp), meta, "dicom", path)]
+
+    if data.ndim != 3:
+        raise RefusedInput(path, f"unexpected pixel array shape {data.shape}")
+    iop, spacing, positions, keys = _frame_geometry(ds, nframes)
+    if spacing is not None and np.all(spacing > 0):
+        row_sp, col_sp = float(spacing[0]), float(spacing[1])
+    normal = _slice_normal(iop)
+    if normal is not None and all(p is not None for p in positions):
+        proj = np.array([float(p @ normal) for p in positions])
+        return [_image(data[idx], (_z_spacing(proj[idx], ds), row_sp, col_sp), meta, "dicom-multiframe", path)
+                for idx in _split_volumes(proj, keys, path)]
+    increment = ds.get("FrameIncrementPointer")
+    pointers = increment if isinstance(increment, (list, pydicom.multival.MultiValue)) else [increment]
+    if any(p in (0x00181063, 0x00181065) for p in pointers if p is not None):
+        # Cine (frame time / frame time vector): frames are moments, not slices.
+        return [_image(data[f], (row_sp, col_sp), meta, "dicom-multiframe", path) for f in range(nframes)]
+    # Frames without positions: a volume in stored order (NM, legacy enhanced); slice spacing
+    # from the header when it has one.
+    return [_image(data, (_z_spacing(np.array([]), ds), row_sp, col_sp), meta, "dicom-multiframe", path)]
+
+
+def _pixels_multiframe(ds: Dataset, path: Path) -> np.ndarray:
+    """Like `_pixels`, but with per-frame rescale from functional groups when present."""
+    per_frame = ds.get("PerFrameFunctionalGroupsSequence")
+    shared = ds.get("SharedFunctionalGroupsSequence")
+    if "RescaleSlope" in ds or (per_frame is None and shared is None):
+        return _pixels(ds, path)
+    shared_item = shared[0] if shared else None
+    arr = _pixels(ds, path, rescale=False)
+    nframes = int(ds.get("NumberOfFrames", 1) or 1)
+
+    def _pvt(item):
+        if item is not None and "PixelValueTransformationSequence" in item and item.PixelValueTransformationSequence:
+            t = item.PixelValueTransformationSequence[0]
+            return float(t.get("RescaleSlope", 1) or 1), float(t.get("RescaleIntercept", 0) or 0)
+        return None
+
+    base = _pvt(shared_item)
+    if nframes == 1 or arr.ndim < 3:
+        t = base or (per_frame is not None and len(per_frame) and _pvt(per_frame[0])) or None
+        return arr * t[0] + t[1] if t else arr
+    for f in range(min(nframes, arr.shape[0])):
+        t = (per_frame is not None and f < len(per_frame) and _pvt(per_frame[f])) or base
+        if t:
+            arr[f] = arr[f] * t[0] + t[1]
+    return arr

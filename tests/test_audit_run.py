@@ -1,0 +1,203 @@
+"""End-to-end audits on the real NIH chest X-rays (split by patient) and on toy data.
+
+The generators are built to have a known answer: copies of training images and a memorising
+kernel-density sampler must FAIL; the holdout images themselves and a sampler built only from the
+reference split (never the members) must PASS.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from helpers_nih import (kde_sampler, mixture_sampler, nih_dataset, toy_dataset,
+                         write_plain_cohort)
+from synthmed.audit import run_audit
+from synthmed.audit.profile import AuditProfile
+from synthmed.config import load_config
+from synthmed.data.dataset import Dataset
+from synthmed.errors import InputError
+
+ROOT = Path(__file__).resolve().parents[1]
+PUBLIC = ROOT / "configs" / "audit-public.yaml"
+
+
+def public_profile(**over) -> AuditProfile:
+    """The shipped public profile (same rules), with cheaper measurement knobs for CPU tests."""
+    base = {"n_bootstrap": 1000, "embedding": {"steps": 40, "batch_size": 64}}
+    base.update(over)
+    return load_config(PUBLIC, AuditProfile, overrides=base)
+
+
+@pytest.fixture(scope="module")
+def nih(tmp_path_factory):
+    from conftest import shared_path
+
+    src = shared_path("nih-cxr14-1000")
+    root = tmp_path_factory.mktemp("nih")
+    ds_dir = nih_dataset(src, root / "dataset")
+    ds = Dataset.open(ds_dir)
+    # one encoder for the module (trained on the train split, as the audit does), reused via --encoder
+    from synthmed.audit.embeddings import ContrastiveEncoder
+
+    train = np.asarray(ds.images[ds.indices("train")])
+    enc = ContrastiveEncoder(2, ds.shape, dim=64, seed=0).fit(train, steps=80, batch_size=64)
+    enc.save(root / "encoder")
+    return {"root": root, "dataset": ds_dir, "ds": ds, "encoder": root / "encoder"}
+
+
+def _split_images(ds: Dataset, split: str) -> np.ndarray:
+    return np.asarray(ds.images[ds.indices(split)], dtype=np.float32)
+
+
+def _audit(nih, name: str, images: np.ndarray, **kw):
+    cohort = write_plain_cohort(nih["root"] / f"cohort-{name}", images)
+    return run_audit(nih["dataset"], cohort, kw.pop("profile", public_profile()), nih["root"] / f"audit-{name}",
+                     seed=0, encoder=kw.pop("encoder", nih["encoder"]), **kw)
+
+
+def _rule(result, prefix: str):
+    return [r for r in result.verdict.rules if r.rule.startswith(prefix)]
+
+
+def test_copies_of_training_images_fail_and_every_copy_is_flagged(nih):
+    train = _split_images(nih["ds"], "train")
+    copies = train[:: max(1, train.shape[0] // 120)][:120]
+    res = _audit(nih, "copies", copies)
+    assert res.verdict.verdict == "fail"
+    mem = res.audit["memorisation"]
+    assert mem["n_flagged"] == copies.shape[0]
+    assert mem["n_hard_copies"] == copies.shape[0]
+    assert sorted(f["synthetic_index"] for f in mem["flagged"]) == list(range(copies.shape[0]))
+    assert not _rule(res, "no_hard_copies")[0].passed
+    # the written file says the same, under the versioned schema
+    on_disk = json.loads((res.out / "audit.json").read_text())
+    assert on_disk["schema"] == "synthmed.audit/1" and on_disk["verdict"] == "fail"
+    assert (res.out / "report.html").stat().st_size > 10_000
+
+
+def test_holdout_images_as_synthetic_pass(nih):
+    res = _audit(nih, "holdout", _split_images(nih["ds"], "holdout"))
+    assert res.verdict.verdict == "pass", [r.explanation for r in res.verdict.failed_rules()]
+    assert res.audit["memorisation"]["n_hard_copies"] == 0
+
+
+def test_memorising_generator_fails_with_high_auc(nih):
+    train = _split_images(nih["ds"], "train")
+    res = _audit(nih, "kde", kde_sampler(train, 400, bandwidth=0.02, seed=1))
+    aucs = {f"{a['attack']}/{a['space']}": a["auc"] for a in res.audit["attacks"]}
+    assert max(aucs.values()) >= 0.9, aucs
+    assert res.verdict.verdict == "fail"
+    assert not all(r.passed for r in _rule(res, "attack_auc"))
+
+
+def test_generator_that_never_saw_members_passes_and_auc_intervals_cover_chance(nih):
+    ref = _split_images(nih["ds"], "reference")
+    res = _audit(nih, "reference-mix", mixture_sampler(ref, 400, seed=2))
+    assert res.verdict.verdict == "pass", [r.explanation for r in res.verdict.failed_rules()]
+    for a in res.audit["attacks"]:
+        assert a["auc_ci"][0] <= 0.5 <= a["auc_ci"][1], a
+
+
+def test_filter_removes_the_copies_and_the_rest_passes(nih):
+    ds = nih["ds"]
+    train = _split_images(ds, "train")
+    ref = _split_images(ds, "reference")
+    planted = [3, 50, 97, 151, 222]
+    images = mixture_sampler(ref, 240, seed=3)
+    for k, i in enumerate(planted):
+        images[i] = train[10 * k]
+    res = _audit(nih, "filter", images, filter=True)
+    assert res.verdict.verdict == "fail"
+    assert res.filtered is not None and res.filtered.verdict.verdict == "pass"
+    removed = (res.out / "filtered" / "removed.csv").read_text().splitlines()
+    assert removed[0] == "synthetic_index,reason,nearest_train_distance"
+    assert sorted(int(line.split(",")[0]) for line in removed[1:]) == planted
+    kept = np.load(res.out / "filtered" / "cohort" / "images.npy")
+    assert kept.shape[0] == 240 - len(planted)
+    on_disk = json.loads((res.out / "audit.json").read_text())
+    assert on_disk["filter"]["verdict"] == "pass" and on_disk["filter"]["n_removed"] == len(planted)
+
+
+def test_outputs_hold_no_pseudonyms_or_source_names(nih):
+    res = _audit(nih, "privacy", _split_images(nih["ds"], "holdout")[:60])
+    text = (res.out / "audit.json").read_text() + (res.out / "report.html").read_text()
+    for p in nih["ds"].patients():
+        assert p not in text
+    assert "00000001_000" not in text and ".png" not in text
+
+
+def test_same_seed_gives_identical_audit_json(tmp_path):
+    # trains the encoder each time (the default path), on toy data to keep it quick
+    ds = toy_dataset(tmp_path / "ds", n_patients=80, per_patient=2, size=16)
+    d = Dataset.open(ds)
+    cohort = write_plain_cohort(tmp_path / "c", mixture_sampler(np.asarray(d.images[d.indices("reference")]), 60))
+    prof = public_profile(embedding={"steps": 15, "batch_size": 32, "dim": 32})
+    a = run_audit(ds, cohort, prof, tmp_path / "a1", seed=7)
+    b = run_audit(ds, cohort, prof, tmp_path / "a2", seed=7)
+    assert (tmp_path / "a1" / "audit.json").read_bytes() == (tmp_path / "a2" / "audit.json").read_bytes()
+    assert a.audit["encoder"]["source"] == "trained on the train split"
+    c = run_audit(ds, cohort, prof, tmp_path / "a3", seed=8)
+    assert c.audit["attacks"] != a.audit["attacks"] or c.audit["provenance"]["seed"] != 7
+
+
+# ------------------------------------------------------------------------------- bad input
+@pytest.fixture
+def toy(tmp_path):
+    ds = toy_dataset(tmp_path / "ds", n_patients=60, per_patient=2, size=16)
+    d = Dataset.open(ds)
+    return tmp_path, ds, np.asarray(d.images[d.indices("reference")])
+
+
+def test_shape_mismatch_is_one_clear_line(toy):
+    tmp, ds, ref = toy
+    cohort = write_plain_cohort(tmp / "c", np.zeros((30, 32, 32), np.float32))
+    with pytest.raises(InputError, match=r"cohort images are 32x32 but the dataset's are 16x16"):
+        run_audit(ds, cohort, public_profile(), tmp / "out")
+    assert not (tmp / "out" / "audit.json").exists()
+
+
+def test_missing_split_is_named(tmp_path):
+    ds = toy_dataset(tmp_path / "ds", n_patients=40, fractions={"train": 1.0})
+    cohort = write_plain_cohort(tmp_path / "c", np.zeros((30, 16, 16), np.float32))
+    with pytest.raises(InputError, match=r"no 'holdout' split"):
+        run_audit(ds, cohort, public_profile(), tmp_path / "out")
+
+
+def test_too_few_patients_names_split_and_minimum(toy):
+    tmp, ds, ref = toy
+    cohort = write_plain_cohort(tmp / "c", ref[:30])
+    with pytest.raises(InputError, match=r"'holdout' split has 15 patients but the audit needs at least 20"):
+        run_audit(ds, cohort, public_profile(), tmp / "out")
+    with pytest.raises(InputError, match=r"cohort has 5 images but the audit needs at least 20"):
+        run_audit(ds, write_plain_cohort(tmp / "c5", ref[:5]),
+                  public_profile(sizes={"min_holdout_patients": 10}), tmp / "out")
+
+
+def test_cli_prints_verdict_and_exit_codes(toy, capsys):
+    from synthmed.cli import main
+
+    tmp, ds, ref = toy
+    d = Dataset.open(ds)
+    copies = np.asarray(d.images[d.indices("train")])[:30]
+    cohort = write_plain_cohort(tmp / "copies", copies)
+    prof = tmp / "p.yaml"
+    prof.write_text(PUBLIC.read_text().replace("steps: 300", "steps: 0")
+                    .replace("min_holdout_patients: 20", "min_holdout_patients: 10")
+                    .replace("spaces: [pixel, encoder]", "spaces: [pixel]"))
+    args = ["audit", "--dataset", str(ds), "--synthetic", str(cohort), "--profile", str(prof),
+            "--out", str(tmp / "a")]
+    with pytest.raises(SystemExit) as e:
+        main(args)
+    assert e.value.code == 0  # a failed audit is a result, not an error
+    out = capsys.readouterr().out
+    assert "FAIL" in out and "no_hard_copies" in out
+    with pytest.raises(SystemExit) as e:
+        main(args + ["--fail-on-fail"])
+    assert e.value.code == 3
+    with pytest.raises(SystemExit) as e:
+        main(["audit", "--dataset", str(tmp / "nope"), "--synthetic", str(cohort), "--out", str(tmp / "b")])
+    assert e.value.code == 2
