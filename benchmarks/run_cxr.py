@@ -153,7 +153,7 @@ def phase_evaluate(args) -> None:
     # Grids: one row per condition (unconditional, no finding, top findings), real rows alike.
     ncol = args.grid_cols
     rows_s = [unc[:ncol], none[:ncol]] + [cond_sets[lab][:ncol] for lab in top]
-    save_grid(np.concatenate(rows_s), FIG / "cxr_samples.png", ncol=ncol)
+    save_grid(np.concatenate(rows_s), args.fig_dir / "cxr_samples.png", ncol=ncol)
     real_rows = [x_ho[rng.permutation(x_ho.shape[0])[:ncol]],
                  x_ho[np.flatnonzero(y_ho.sum(1) == 0)[:ncol]]]
     for lab in top:
@@ -163,7 +163,7 @@ def phase_evaluate(args) -> None:
             real_rows.append(np.concatenate([x_ho[pos], x_tr[extra]]))
         else:
             real_rows.append(x_ho[pos[:ncol]])
-    save_grid(np.concatenate(real_rows), FIG / "cxr_real.png", ncol=ncol)
+    save_grid(np.concatenate(real_rows), args.fig_dir / "cxr_real.png", ncol=ncol)
 
     result = {"rows": ["unconditional", "no finding"] + top, "label_rates": rates,
               "fidelity": fid, "sampling_seconds": timings, "n_per_condition": args.n,
@@ -173,7 +173,7 @@ def phase_evaluate(args) -> None:
               if (args.work / "classifier.json").is_file() else None,
               "provenance": provenance(vars_json(args), seed=args.seed)}
     write_json(args.work / "evaluate.json", result)
-    print(f"wrote {args.work / 'evaluate.json'} and grids in {FIG}")
+    print(f"wrote {args.work / 'evaluate.json'} and grids in {args.fig_dir}")
 
 
 def vars_json(args) -> dict:
@@ -199,6 +199,7 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=100)
     p.add_argument("--grid-cols", type=int, default=8)
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--fig-dir", type=Path, default=FIG)
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)

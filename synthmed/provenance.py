@@ -6,6 +6,7 @@ the exact config, model and software that produced it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import platform
 from importlib import metadata
@@ -22,13 +23,20 @@ _PACKAGES = (
 
 
 def package_versions() -> dict[str, str]:
+    return dict(_package_versions())
+
+
+@functools.lru_cache(maxsize=1)
+def _package_versions() -> tuple[tuple[str, str], ...]:
+    # importlib.metadata scans site-packages on every call (~0.1 s); versions do not change
+    # while a process runs.
     versions = {"python": platform.python_version()}
     for name in _PACKAGES:
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             continue
-    return versions
+    return tuple(versions.items())
 
 
 def sha256_bytes(data: bytes) -> str:

@@ -18,6 +18,7 @@ import numpy as np
 
 PATIENT_ID = "BROKEN-PATIENT-4711"
 PATIENT_NAME = "Doe^Jane^Broken"
+MARK = "case7-"  # every file name starts with it: outputs must not contain it
 
 
 def _uid(n: int) -> str:
@@ -98,53 +99,53 @@ def build_corpus(tmp: Path, *, with_good: bool = True) -> Corpus:
     cases: list[Case] = []
 
     # A DICOM cut off in the middle of its pixel data.
-    full = write_ct_slice(root / "dicom" / "truncated.dcm", z=0, series=1, instance=1, rows=64, cols=64)
+    full = write_ct_slice(root / "dicom" / "case7-truncated.dcm", z=0, series=1, instance=1, rows=64, cols=64)
     data = full.read_bytes()
     full.write_bytes(data[: len(data) - 4000])
     cases.append(Case("truncated DICOM", [full], ""))
 
     cases.append(Case("DICOM without pixel data",
-                      [write_ct_slice(root / "dicom" / "nopixels.dcm", z=0, series=2, instance=1,
+                      [write_ct_slice(root / "dicom" / "case7-nopixels.dcm", z=0, series=2, instance=1,
                                       pixels=False)], "pixel"))
-    empty = root / "dicom" / "empty.dcm"
+    empty = root / "dicom" / "case7-empty.dcm"
     empty.write_bytes(b"")
     cases.append(Case("zero-byte DICOM", [empty], "empty"))
-    empty_png = root / "images" / "empty.png"
+    empty_png = root / "images" / "case7-empty.png"
     empty_png.parent.mkdir(parents=True)
     empty_png.write_bytes(b"")
     cases.append(Case("zero-byte PNG", [empty_png], ""))
-    notes = root / "dicom" / "notes.dcm"
+    notes = root / "dicom" / "case7-notes.dcm"
     notes.write_text("This is a text file with a .dcm name, not an image.\n" * 20)
     cases.append(Case("non-image with a .dcm name", [notes], "not a dicom"))
     cases.append(Case("unsupported transfer syntax",
-                      [write_ct_slice(root / "dicom" / "mpeg2.dcm", z=0, series=3, instance=1,
+                      [write_ct_slice(root / "dicom" / "case7-mpeg2.dcm", z=0, series=3, instance=1,
                                       transfer_syntax="1.2.840.10008.1.2.4.100")], "transfer syntax"))
-    mixed = [write_ct_slice(root / "dicom" / "mixed" / f"m{i}.dcm", z=2.0 * i, series=4, instance=i + 1,
+    mixed = [write_ct_slice(root / "dicom" / "mixed" / f"case7-m{i}.dcm", z=2.0 * i, series=4, instance=i + 1,
                             rows=32 + 16 * (i == 1), cols=32 + 16 * (i == 1)) for i in range(3)]
     cases.append(Case("series with mixed shapes", mixed, "shape"))
-    nan_nii = root / "nifti" / "nan.nii.gz"
+    nan_nii = root / "nifti" / "case7-nan.nii.gz"
     nan_nii.parent.mkdir(parents=True)
     nib.save(nib.Nifti1Image(np.full((8, 8, 8), np.nan, np.float32), np.eye(4)), str(nan_nii))
     cases.append(Case("NIfTI full of NaN", [nan_nii], "nan"))
-    link = root / "nifti" / "gone.nii.gz"
+    link = root / "nifti" / "case7-gone.nii.gz"
     os.symlink(root / "does-not-exist.nii.gz", link)
     cases.append(Case("unreadable (broken symbolic link)", [link], "unreadable"))
-    folder = root / "images" / "folder.png"
+    folder = root / "images" / "case7-folder.png"
     folder.mkdir()
     cases.append(Case("unreadable (folder named like a file)", [folder], "unreadable"))
 
-    (root / "README.txt").write_text("not an image\n")
+    (root / "case7-README.txt").write_text("not an image\n")
     bad_meta = root / "bad_metadata.csv"
-    bad_meta.write_text("file,age\nimages/good0.png,40\n")
+    bad_meta.write_text("file,age\nimages/case7-good0.png,40\n")
 
     good_pngs: list[Path] = []
     good_series: list[Path] = []
     if with_good:
         rng = np.random.default_rng(0)
         for i in range(2):
-            p = root / "images" / f"good{i}.png"
+            p = root / "images" / f"case7-good{i}.png"
             Image.fromarray(rng.integers(0, 255, size=(40, 40), dtype=np.uint8)).save(p)
             good_pngs.append(p)
-        good_series = [write_ct_slice(root / "dicom" / "good" / f"g{i}.dcm", z=3.0 * i, series=5,
+        good_series = [write_ct_slice(root / "dicom" / "good" / f"case7-g{i}.dcm", z=3.0 * i, series=5,
                                       instance=i + 1) for i in range(3)]
     return Corpus(root, cases, good_pngs, good_series, bad_meta)

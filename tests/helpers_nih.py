@@ -85,10 +85,32 @@ def load_nih(nih_root: Path) -> tuple[np.ndarray, list[str], list[float], list[s
     return np.stack(images), patients, ages, sexes, labels
 
 
+def ingest_nih(nih_root: Path, out: Path, holdout: float = 0.25, reference: float = 0.25,
+               seed: int = 0) -> Path | None:
+    """The NIH images through the real ingestion (`synthmed.data.ingest`), or None when it is not
+    available. The de-identification key is a fixed test key written beside `out` (the NIH IDs
+    are public; a fixed key keeps the pseudonyms, hence the member hashes, reproducible)."""
+    try:
+        from synthmed.data.ingest import ingest
+        from synthmed.data.ingest_config import IngestConfig, SplitConfig
+    except ImportError:
+        return None
+    key = Path(out).parent / f"{Path(out).name}.key"
+    key.write_bytes(hashlib.sha256(b"synthmed test key").digest())
+    cfg = IngestConfig(split=SplitConfig(holdout_fraction=holdout, reference_fraction=reference, seed=seed))
+    ingest([nih_root / "images"], Path(out), config=cfg, metadata_csv=nih_root / "metadata.csv", key_path=key)
+    return Path(out)
+
+
 def nih_dataset(nih_root: Path, out: Path, fractions: dict[str, float] | None = None,
-                seed: int = 0) -> Path:
-    """A Dataset folder of the NIH images, split by patient (default 50/25/25 train/holdout/reference)."""
+                seed: int = 0, use_ingest: bool = True) -> Path:
+    """A Dataset folder of the NIH images, split by patient (default 50/25/25 train/holdout/reference):
+    through `synthmed.data.ingest` when it exists, else written directly from the PNGs."""
     fractions = fractions or {"train": 0.5, "holdout": 0.25, "reference": 0.25}
+    if use_ingest:
+        made = ingest_nih(nih_root, out, fractions.get("holdout", 0.0), fractions.get("reference", 0.0), seed)
+        if made is not None:
+            return made
     images, patients, ages, sexes, labels = load_nih(nih_root)
     which = split_patients(patients, fractions, seed)
     splits = [which[p] for p in patients]

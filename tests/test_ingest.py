@@ -105,14 +105,21 @@ def test_nih_no_stem_or_patient_id_in_any_output_byte(nih_dataset):
 
 # --------------------------------------------------------------------------- DICOM series
 
+def _by_folder(files: list[Path]) -> list[list[Path]]:
+    groups: dict[Path, list[Path]] = {}
+    for f in files:
+        groups.setdefault(f.parent, []).append(f)
+    return list(groups.values())
+
+
 def _identifying_values(folder: Path) -> tuple[set[str], set[str]]:
     """(UIDs, other identifying strings) from every header in `folder`'s three series."""
     import pydicom
 
     from pydicom.datadict import DicomDictionary
 
-    # Siemens private headers list attribute names ('OperatorsName', 'Institution') as values:
-    # public vocabulary, also in the de-id profile of the report, so not searched for.
+    # Some headers hold attribute names as placeholder values (InstitutionName 'Institution',
+    # private 'OperatorsName'): public vocabulary that the report's de-id profile also lists.
     public_words = " ".join(v[4] for v in DicomDictionary.values())
     uids: set[str] = set()
     values: set[str] = set()
@@ -120,7 +127,13 @@ def _identifying_values(folder: Path) -> tuple[set[str], set[str]]:
                 "InstitutionAddress", "PatientID", "OtherPatientIDs", "StudyID",
                 "RequestedProcedureID", "PerformedProcedureStepID", "ReferringPhysicianName",
                 "PatientName", "OperatorsName", "PerformingPhysicianName"}
-    for f in sorted(p for p in folder.rglob("*") if p.is_file()):
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    for f in files:  # per-image UIDs from every file
+        ds = pydicom.dcmread(f, stop_before_pixels=True, specific_tags=["SOPInstanceUID"])
+        uids.add(str(ds.SOPInstanceUID))
+    # Every element of the first and last file of each series (the rest repeat them).
+    full = sorted({*(min(g) for g in _by_folder(files)), *(max(g) for g in _by_folder(files))})
+    for f in full:
         ds = pydicom.dcmread(f, stop_before_pixels=True)
         for elem in [*ds.file_meta.iterall(), *ds.iterall()]:
             v = elem.value
@@ -132,14 +145,16 @@ def _identifying_values(folder: Path) -> tuple[set[str], set[str]]:
                 if elem.VR == "UI":
                     if text and not text.startswith("1.2.840.10008."):  # standard UIDs are public
                         uids.add(text)
+                elif text in public_words:  # placeholders such as 'Institution'
+                    continue
                 elif elem.VR in ("PN", "DA", "DT") and len(text) >= 4:
                     values.add(text)
                 elif elem.keyword in keywords and len(text) >= 4:
                     values.add(text)
                 elif (elem.tag.is_private and elem.tag.element > 0xFF and len(text) >= 6
-                      and elem.VR in ("LO", "SH", "LT", "ST", "UT", "PN", "DA", "DT")
-                      and text not in public_words):
+                      and elem.VR in ("LO", "SH", "LT", "ST", "UT", "PN", "DA", "DT")):
                     values.add(text)
+    uids.discard("")
     return uids, values
 
 
@@ -252,9 +267,18 @@ def test_msd_hippocampus_as_2d_slices(hippo_subset, tmp_path, key_file):
     assert ds.images.shape == (sum(depths), 64, 64)
     assert len(ds.patients()) == 20
     assert set(ds.patients("train")).isdisjoint(ds.patients("holdout"))
-    ingest(hippo_subset, tmp_path / "ne", _config("mri-2d"), key_path=key_file)
+    # non_empty keeps slices with at least this share of pixels above 0.1 once normalised.
+    frac = 0.97  # the crops are tight: most slices are 90-99 % tissue
+    ingest(hippo_subset, tmp_path / "ne", _config("mri-2d", non_empty_fraction=frac), key_path=key_file)
     ne = Dataset.open(tmp_path / "ne")
-    assert 20 <= len(ne) < sum(depths)  # empty edge slices are dropped
+    want = 0
+    for p in hippo_subset:
+        zyx = np.asarray(nib.load(p).dataobj, dtype=np.float32).transpose(2, 1, 0)
+        # float32 arithmetic as the pipeline does it: pixels right at 0.1 decide a slice or two
+        norm = normalise_intensity(zyx, tuple(np.percentile(zyx, [0.5, 99.5])))
+        share = (norm > 0.1).reshape(zyx.shape[0], -1).mean(1)
+        want += int((share >= frac).sum())
+    assert 20 <= len(ne) == want < sum(depths)
 
 
 # --------------------------------------------------------------------------- pydicom-data
@@ -292,3 +316,18 @@ def test_same_input_key_config_gives_byte_identical_output(tmp_path, key_file):
     ds = Dataset.open(tmp_path / "a")
     assert len(ds) == 60 + 1 + 3 and ds.info["fingerprint"] == Dataset.open(tmp_path / "b").fingerprint()
     assert sorted(ds.info["modalities"]) == ["CT", "DX", "MR"]
+
+
+def test_nih_patient_from_file_name_matches_metadata_pseudonym(tmp_path, key_file):
+    """Without the CSV, the cxr config takes the patient from the stem ('00000001_000' -> '1'),
+    giving the same pseudonym as the CSV's 'Patient ID' would."""
+    from conftest import shared_path
+    nih = shared_path("nih-cxr14-1000")
+    pngs = sorted((nih / "images").glob("*.png"))[:12]
+    ingest(pngs, tmp_path / "ds", _config("cxr-64"), key_path=key_file)
+    ds = Dataset.open(tmp_path / "ds")
+    with open(nih / "metadata.csv", newline="") as fh:
+        pid = {r["Image Index"]: r["Patient ID"] for r in csv.DictReader(fh)}
+    deid = _deid()
+    assert [r.patient for r in ds.records] == [deid.patient(pid[p.name]) for p in pngs]
+    assert len(ds.patients()) < 12  # several images per patient were grouped

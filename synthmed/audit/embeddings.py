@@ -30,6 +30,7 @@ of the MONAI networks in `MONAI_ARCHITECTURES` (kwargs passed to its constructor
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from pathlib import Path
@@ -114,6 +115,19 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Ten
     return F.cross_entropy(sim, target)
 
 
+@contextlib.contextmanager
+def _one_thread():
+    """Run torch on one thread: results then do not depend on the machine's core count (intra-op
+    reductions are split per thread), and on a shared, oversubscribed CPU one thread is also
+    several times faster than two, whose OpenMP barriers spin while the other core is busy."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 class _TorchEmbedder:
     """Shared embed(): resize to the working shape, run the net in batches, L2-normalise."""
 
@@ -130,6 +144,7 @@ class _TorchEmbedder:
         return x
 
     @torch.no_grad()
+    @_one_thread()
     def embed(self, images: np.ndarray, batch_size: int = 512) -> np.ndarray:
         imgs = np.asarray(images)
         if tuple(imgs.shape[1:]) != self.shape:
@@ -144,8 +159,9 @@ class _TorchEmbedder:
 
 
 def _work_shape(shape: tuple[int, ...], spatial_dims: int) -> tuple[int, ...]:
-    # the net sees at most 64^2 (2D) / 32^3 (3D): enough to recognise a copy, cheap on a CPU
-    cap = 64 if spatial_dims == 2 else 32
+    # the net sees at most 32^2 (2D) / 16^3 (3D) voxels: enough to recognise a copy, and a training
+    # step costs ~1 GFLOP, so the encoder trains in about a minute on two CPU cores
+    cap = 32 if spatial_dims == 2 else 16
     return tuple(min(int(s), cap) for s in shape)
 
 
@@ -158,7 +174,7 @@ class ContrastiveEncoder(_TorchEmbedder):
     name = "encoder"
 
     def __init__(self, spatial_dims: int, shape: tuple[int, ...], dim: int = 128, seed: int = 0,
-                 channels: tuple[int, ...] = (32, 64, 128, 128), temperature: float = 0.2,
+                 channels: tuple[int, ...] = (16, 32, 64, 128), temperature: float = 0.2,
                  augment: AugmentConfig = AugmentConfig()):
         if spatial_dims not in (2, 3) or len(shape) != spatial_dims:
             raise ValueError(f"spatial_dims must be 2 or 3 and match shape, got {spatial_dims}, {shape}")
@@ -174,6 +190,7 @@ class ContrastiveEncoder(_TorchEmbedder):
         self.head = nn.Sequential(nn.Linear(dim, dim), nn.ReLU(), nn.Linear(dim, dim))
         self.history: dict[str, Any] = {}
 
+    @_one_thread()
     def fit(self, images: np.ndarray, steps: int = 300, batch_size: int = 128, lr: float = 3e-3) -> "ContrastiveEncoder":
         imgs = np.asarray(images, dtype=np.float32)
         if tuple(imgs.shape[1:]) != self.shape:
@@ -202,7 +219,7 @@ class ContrastiveEncoder(_TorchEmbedder):
             loss.backward()
             opt.step()
             sched.step()
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
         self.net.eval()
         self.history = {"steps": steps, "batch_size": bs, "lr": lr, "temperature": self.temperature,
                         "n_images": int(imgs.shape[0]), "seed": self.seed,

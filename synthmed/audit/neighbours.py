@@ -13,9 +13,9 @@ per block. Carlini et al. summarise with the MAXIMUM over tiles, which asks ever
 robustness as well: a copy that differs in ONE region (a burned-in marker, an inpainted lesion, a
 cropped corner) must still count, so the summary is a quantile of the tile distances
 (default the median: at least half of the tiles must match); quantile=1.0 gives Carlini's
-maximum. Tile distances are root-mean-square per tile, rescaled by sqrt(number of voxels), so when
-the difference is spread evenly the tiled distance equals the plain L2 distance and thresholds in
-the two are comparable. Computing it against every training image would cost a full pass per
+maximum. Tile distances are root-mean-square differences per tile, so when the difference is
+spread evenly the tiled distance equals the RMS difference of the whole images, which is the
+distance in `synthmed.audit.embeddings.PixelEmbedder` space: thresholds in the two are comparable. Computing it against every training image would cost a full pass per
 tile, so `nearest_tiled` takes faiss's top candidates in whole-image pixel space and re-ranks those.
 """
 
@@ -48,25 +48,46 @@ def _as_matrix(a: Any, what: str) -> np.ndarray:
     return m
 
 
-def _exact_sorted(q: np.ndarray, base: np.ndarray, cand: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Exact float64 distances from each query to its candidate rows, sorted by (distance, index)."""
-    out_d = np.empty((q.shape[0], k), dtype=np.float64)
-    out_i = np.empty((q.shape[0], k), dtype=np.int64)
+def _exact_rows(q: np.ndarray, base: np.ndarray, cand: np.ndarray) -> np.ndarray:
+    """Exact distances from each query row to its candidate rows of base (-1 = none: inf)."""
+    d = np.empty(cand.shape, dtype=np.float64)
     # a (chunk, candidates, d) float32 difference block of ~8 MB stays in cache; larger is slower
     step = max(1, min(_CHUNK, (8 << 20) // (4 * max(1, cand.shape[1] * q.shape[1]))))
     for s in range(0, q.shape[0], step):
-        qc = q[s:s + step]
         cc = cand[s:s + step]
         valid = cc >= 0
-        safe = np.where(valid, cc, 0)
         # float32 differences of close values are exact (Sterbenz); squares summed in float64
-        diff = base[safe] - qc[:, None, :]
-        d = np.sqrt(np.einsum("nkd,nkd->nk", diff, diff, dtype=np.float64))
-        d[~valid] = np.inf
-        order = np.lexsort((safe, d), axis=-1)[:, :k]
-        out_d[s:s + step] = np.take_along_axis(d, order, 1)
-        out_i[s:s + step] = np.take_along_axis(safe, order, 1)
-    return out_d, out_i
+        diff = base[np.where(valid, cc, 0)] - q[s:s + step, None, :]
+        dc = np.sqrt(np.einsum("nkd,nkd->nk", diff, diff, dtype=np.float64))
+        dc[~valid] = np.inf
+        d[s:s + step] = dc
+    return d
+
+
+def _exact_sorted(q: np.ndarray, base: np.ndarray, cand: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top k of the candidates by exact distance, ties to the lower index.
+
+    The candidates came from an approximate-arithmetic search, so a row is only trusted when its
+    worst candidate is clearly (beyond float32 rounding of |q|^2 + |b|^2 - 2 q.b) farther than its
+    k-th best: otherwise a neighbour or a tie partner might not have been fetched, and that row is
+    recomputed against the whole base. This is rare (ties, exact duplicates) and makes the result
+    independent of how the candidates were found.
+    """
+    d = _exact_rows(q, base, cand)
+    safe = np.where(cand >= 0, cand, np.iinfo(np.int64).max)
+    order = np.lexsort((safe, d), axis=-1)
+    d, safe = np.take_along_axis(d, order, 1), np.take_along_axis(safe, order, 1)
+    if cand.shape[1] < base.shape[0]:
+        qn = np.einsum("nd,nd->n", q, q, dtype=np.float64)
+        bmax = float(np.einsum("md,md->m", base, base, dtype=np.float64).max())
+        tol = 1e-5 * (qn + bmax) + 1e-12
+        shaky = np.nonzero(d[:, -1] ** 2 - d[:, k - 1] ** 2 <= tol)[0]
+        everyone = np.arange(base.shape[0])
+        for r in shaky:
+            dr = _exact_rows(q[r:r + 1], base, everyone[None, :])[0]
+            o = np.lexsort((everyone, dr))[: d.shape[1]]
+            d[r], safe[r] = dr[o], everyone[o]
+    return d[:, :k].copy(), safe[:, :k].copy()
 
 
 def nearest(query: Any, base: Any, k: int = 1, exact: bool = True) -> tuple[np.ndarray, np.ndarray]:
@@ -133,7 +154,7 @@ def _tile_slices(shape: tuple[int, ...], tiles: int) -> list[tuple[slice, ...]]:
 def tiled_distance(a: Any, b: Any, tiles: int = 4, quantile: float = 0.5) -> np.ndarray:
     """Tiled distance between paired images a[i] and b[i] (shapes (N, *spatial), broadcastable).
 
-    Per tile: sqrt(mean squared difference) * sqrt(total voxels); summary: the `quantile` of the
+    Per tile: sqrt(mean squared difference) (RMS); summary: the `quantile` of the
     tile distances (0.5 = median, 1.0 = Carlini's max). Works for 2D and 3D images alike.
     """
     a = np.asarray(a, dtype=np.float32)
@@ -147,7 +168,7 @@ def tiled_distance(a: Any, b: Any, tiles: int = 4, quantile: float = 0.5) -> np.
     diff2 = (a - b) ** 2
     per_tile = np.stack([diff2[(slice(None),) + sl].reshape(a.shape[0], -1).mean(axis=1)
                          for sl in _tile_slices(spatial, tiles)], axis=1)
-    per_tile = np.sqrt(per_tile * float(np.prod(spatial)))
+    per_tile = np.sqrt(per_tile)
     return np.quantile(per_tile, quantile, axis=1)
 
 

@@ -88,7 +88,7 @@ class AuditProfile(StrictConfig):
     tier: Tier = "public"
     confidence: float = Field(0.95, gt=0.5, lt=1.0,
                               description="family-wise confidence of the decisions (Bonferroni)")
-    n_bootstrap: int = Field(1000, ge=50)
+    n_bootstrap: int = Field(2000, ge=50)
     embedding: EmbeddingSettings = EmbeddingSettings()
     attacks: AttackRules = AttackRules()
     memorisation: MemorisationRules = MemorisationRules()

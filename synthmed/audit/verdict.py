@@ -109,10 +109,15 @@ def memorisation_rule(profile: AuditProfile, m: MemorisationMeasure) -> Rule:
     rate = m.n_flagged / m.n_synthetic if m.n_synthetic else 0.0
     limit = m.null_ci[1]
     ok = m.rate_ci[0] <= limit
-    if ok:
+    if ok and rate <= m.null_rate:
         text = (f"{m.n_flagged} of {m.n_synthetic} synthetic images ({_pct(rate)}) are unusually "
                 f"close to a training image; real images the generator never saw are that close "
                 f"{_pct(m.null_rate)} of the time, so this is no more than chance.")
+    elif ok:
+        text = (f"{m.n_flagged} of {m.n_synthetic} synthetic images ({_pct(rate)}) are unusually "
+                f"close to a training image, more than the {_pct(m.null_rate)} seen for real images "
+                f"the generator never saw, but with this few images the difference is within chance "
+                f"(the two likely ranges overlap).")
     else:
         text = (f"{m.n_flagged} of {m.n_synthetic} synthetic images ({_pct(rate)}, at least "
                 f"{_pct(m.rate_ci[0])}) are unusually close to a training image, far more than the "

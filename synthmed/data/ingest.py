@@ -17,10 +17,12 @@ hash plus its suffix, and its real path is printed on the console only.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import fnmatch
 import hashlib
 import hmac
+import multiprocessing
 import os
 import re
 from collections import Counter, deque
@@ -45,7 +47,7 @@ from synthmed.io import nifti, npz, raster
 from synthmed.io.atomic import write_json, write_text
 from synthmed.io.types import LoadedImage, RefusedInput
 from synthmed.progress import console, make_progress
-from synthmed.provenance import hash_id_list, package_versions, provenance
+from synthmed.provenance import hash_id_list, provenance
 
 REPORT_SCHEMA = "synthmed.ingest_report/1"
 
@@ -184,7 +186,10 @@ def discover(sources: list[Path], config: IngestConfig, metadata: Metadata | Non
             if raw is None and from_name is not None:
                 stem = nifti.nifti_stem(path) if kind == "nifti" else path.stem
                 m = from_name.search(stem)
-                raw = m.group(1) if m else None
+                # '00000001' from a file name is patient '1' in a metadata CSV: numeric IDs lose
+                # leading zeros so both routes give the same pseudonym.
+                raw = (m.group(1).lstrip("0") or "0") if m and m.group(1).isdigit() else \
+                    (m.group(1) if m else None)
             if raw is None and kind != "npz":
                 raw = str(Path(rel).with_suffix(""))  # each file its own patient
             tasks.append(_Task(kind, path, order, row, raw))
@@ -306,30 +311,69 @@ def _process(task: _Task, deid=None, config: IngestConfig | None = None) -> _Out
     return outcome
 
 
-def _ordered_map(tasks: list[_Task], deid, config: IngestConfig, workers: int) -> Iterator[_Outcome]:
-    """Outcomes in task order; at most a few tasks in flight per worker (bounded memory)."""
-    if workers <= 1 or len(tasks) <= 1:
+def _noop() -> None:
+    return None
+
+
+@contextlib.contextmanager
+def _worker_pool(workers: int, n_tasks: int, deid, config: IngestConfig) -> Iterator[Any]:
+    """A started process pool, or None when the work runs in this process.
+
+    fork: workers inherit the imported modules, so starting them costs milliseconds instead of
+    the seconds a fresh interpreter spends importing numpy, scipy and pydicom. The workers are
+    started here, before the progress bar's refresh thread exists, so no child can inherit a
+    lock that thread holds.
+    """
+    if workers <= 1 or n_tasks <= 1:
+        yield None
+        return
+    methods = multiprocessing.get_all_start_methods()
+    ctx = get_context("fork") if "fork" in methods else get_context()
+    pool = ProcessPoolExecutor(max_workers=min(workers, n_tasks), mp_context=ctx,
+                               initializer=_init_worker, initargs=(deid, config))
+    try:
+        pool.submit(_noop).result()  # with fork, all workers start on the first submit
+        yield pool
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _process_chunk(tasks: list[_Task]) -> list[_Outcome]:
+    return [_process(t) for t in tasks]
+
+
+def _chunks(tasks: list[_Task], workers: int) -> list[list[_Task]]:
+    """Small files travel to workers in batches (one round trip per ~16 PNGs instead of one per
+    file); a DICOM series, already many files, travels alone."""
+    size = max(1, min(16, len(tasks) // (8 * workers)))
+    out: list[list[_Task]] = []
+    for t in tasks:
+        if t.kind == "dicom" or not out or out[-1][-1].kind == "dicom" or len(out[-1]) >= size:
+            out.append([t])
+        else:
+            out[-1].append(t)
+    return out
+
+
+def _ordered_map(tasks: list[_Task], deid, config: IngestConfig, pool,
+                 workers: int = 1) -> Iterator[_Outcome]:
+    """Outcomes in task order; at most a few batches in flight per worker (bounded memory)."""
+    if pool is None:
         for task in tasks:
             yield _process(task, deid, config)
         return
-    # fork: workers inherit the imported modules, so starting them costs milliseconds instead
-    # of the seconds a fresh interpreter spends importing numpy, scipy and pydicom.
-    ctx = get_context("fork") if "fork" in __import__("multiprocessing").get_all_start_methods() \
-        else get_context()
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
-                             initargs=(deid, config)) as pool:
-        pending: deque = deque()
-        it = iter(tasks)
-        for task in it:
-            pending.append(pool.submit(_process, task))
-            if len(pending) >= 4 * workers:
-                break
-        while pending:
-            outcome = pending.popleft().result()
-            nxt = next(it, None)
-            if nxt is not None:
-                pending.append(pool.submit(_process, nxt))
-            yield outcome
+    pending: deque = deque()
+    it = iter(_chunks(tasks, workers))
+    for chunk in it:
+        pending.append(pool.submit(_process_chunk, chunk))
+        if len(pending) >= 3 * workers:
+            break
+    while pending:
+        outcomes = pending.popleft().result()
+        nxt = next(it, None)
+        if nxt is not None:
+            pending.append(pool.submit(_process_chunk, nxt))
+        yield from outcomes
 
 
 # --------------------------------------------------------------------------- pipeline
@@ -435,9 +479,10 @@ def ingest(sources: list[Path], out: Path, config: IngestConfig | None = None,
     files_kept = 0
     intensity: dict[str, dict[str, Any]] = {}
     try:
-        with make_progress() as progress:
+        with _worker_pool(workers, len(found.tasks), deid, config) as pool, \
+                make_progress() as progress:
             bar = progress.add_task("ingest", total=len(found.tasks))
-            for outcome in _ordered_map(found.tasks, deid, config, workers):
+            for outcome in _ordered_map(found.tasks, deid, config, pool, workers):
                 for path, reason in outcome.refusals:
                     refuse(path, reason, outcome.n_files if not outcome.items else 1)
                 if outcome.items:
@@ -544,7 +589,7 @@ def _write_outputs(out: Path, tmp_images: Path, rows: list[dict[str, Any]], conf
         "deid": {"profile": deid.profile_description(), "key_path": str(key_file)},
         "splits": splits,
         "config": config.model_dump(mode="json"),
-        "packages": package_versions(),
+        "packages": info["provenance"]["packages"],
         "fingerprint": fingerprint,
     }
     out.mkdir(parents=True, exist_ok=True)

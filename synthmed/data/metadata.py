@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,17 +52,16 @@ class Metadata:
 
     def lookup(self, path: Path, root: Path | None = None) -> MetadataRow | None:
         """The row for `path` (found under source folder `root`), or None."""
-        candidates = []
+        # abspath, not resolve(): no file-system calls per image (this runs for every file)
+        target = os.path.abspath(path)
         for base in (root, self.base):
             if base is None:
                 continue
-            try:
-                candidates.append(path.resolve().relative_to(base.resolve()).as_posix())
-            except ValueError:
-                continue
-        for rel in candidates:
-            if rel in self.by_path:
-                return self.by_path[rel]
+            rel = os.path.relpath(target, os.path.abspath(base))
+            if not rel.startswith(".."):
+                row = self.by_path.get(Path(rel).as_posix())
+                if row is not None:
+                    return row
         return self.by_name.get(path.name)
 
 

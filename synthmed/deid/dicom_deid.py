@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import datetime as _dt
+import logging
+import warnings
+from contextlib import contextmanager
 
 import pydicom
+from pydicom import config
 from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
@@ -19,6 +23,24 @@ _TAG_PATIENT_ID = Tag(0x0010, 0x0020)
 _TAG_PATIENT_NAME = Tag(0x0010, 0x0010)
 _IDENTITY_FALLBACKS = ("StudyInstanceUID", "FrameOfReferenceUID", "SeriesInstanceUID", "SOPInstanceUID")
 _AGE_DATES = ("StudyDate", "SeriesDate", "AcquisitionDate", "ContentDate")
+
+
+@contextmanager
+def quiet_pydicom():
+    """pydicom's validation warnings quote raw header values (UIDs, names): never let them reach
+    stderr or logs. Truncation is still detected, from the end-of-file warnings caught here."""
+    old = config.settings.reading_validation_mode, config.settings.writing_validation_mode
+    config.settings.reading_validation_mode = config.IGNORE
+    config.settings.writing_validation_mode = config.IGNORE
+    logger = logging.getLogger("pydicom")
+    was_disabled, logger.disabled = logger.disabled, True
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield caught
+    finally:
+        config.settings.reading_validation_mode, config.settings.writing_validation_mode = old
+        logger.disabled = was_disabled
 
 
 def raw_identity(ds: Dataset) -> str:
@@ -89,6 +111,10 @@ class Deidentifier(Pseudonymiser):
     # -- the walk -------------------------------------------------------------------------------
     def deidentify(self, ds: Dataset) -> Dataset:
         """Apply the profile to `ds` in place (file meta, every element, every sequence item)."""
+        with quiet_pydicom():
+            return self._deidentify(ds)
+
+    def _deidentify(self, ds: Dataset) -> Dataset:
         raw_id = raw_identity(ds)
         pseudonym = self.patient(raw_id)
         shift = self.date_offset_days(raw_id)

@@ -178,6 +178,13 @@ ACTIONS: dict[str, str] = {
     "PlacerOrderNumberImagingServiceRequest": X,
     "FillerOrderNumberImagingServiceRequest": X,
     "RequestAttributesSequence": X,
+    # Coded procedure descriptions repeat the free-text ones (C under Clean Descriptors, not used).
+    "ProcedureCodeSequence": X,
+    "RequestedProcedureCodeSequence": X,
+    "PerformedProtocolCodeSequence": X,
+    "ScheduledProtocolCodeSequence": X,
+    "ReasonForRequestedProcedureCodeSequence": X,
+    "AnatomicRegionSequence": K,
     "PerformedProcedureStepID": X,
     "PerformedProcedureStepDescription": X,
     "CommentsOnThePerformedProcedureStep": X,

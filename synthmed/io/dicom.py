@@ -1,17 +1,23 @@
 """DICOM reading: find series from headers, then load each series as de-identified images.
 
-Two passes, each file parsed once per pass:
+Two passes, and every byte is parsed once:
 1. `find_dicom_series` reads only the start of each header (up to the image size tags, before
    the large private groups and the pixel data) to refuse what is not DICOM and to group files
-   by series.
-2. `load_series` reads each file once, in full, decodes the pixels, applies the modality LUT
-   (CT in HU) and assembles slices into volumes along the slice normal.
+   by series. The partial headers are cached in memory (bounded).
+2. `load_series` continues each file from where the scan stopped (or reads it whole when the
+   cache no longer holds it), decodes the pixels, applies the modality LUT (CT in HU) and
+   assembles slices into volumes ordered along the slice normal (cross product of the
+   ImageOrientationPatient rows). Repeated positions (fMRI, perfusion) become one volume per
+   time point; multi-frame files with per-frame positions become volumes, cine multi-frames
+   (frame time pointer) become 2D frames, other multi-frames a volume in stored order; projection
+   images (CR, DX, MG, ...) and single files stay 2D.
 
 De-identification: the header whose identity values are used (patient, study, series, age, sex)
 is run through `Deidentifier.deidentify` before any value is taken from it. The other slices of
-the series are only asked for geometry and pixel-transform attributes (`_GEOMETRY` below), which
-identify nobody; walking each of their headers too would double the load time for nothing,
-since no header is ever written.
+the series are only asked for geometry, ordering and pixel-transform attributes (position,
+orientation, spacing, rescale, temporal/acquisition/instance numbers, image size), which identify
+nobody; walking each of their headers too would add ~7 ms per slice for nothing, since no header
+is ever written.
 
 Colour: synthmed models grayscale images. A colour image whose three channels are equal (grey
 stored as RGB, common for secondary captures) is kept as one channel; a truly colour image or a
@@ -23,9 +29,7 @@ from __future__ import annotations
 
 import math
 import os
-import warnings
-from collections import OrderedDict
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,21 +42,20 @@ from pydicom.pixels import apply_modality_lut, get_decoder
 from pydicom.uid import UID
 
 from synthmed.deid import Deidentifier
+from synthmed.deid.dicom_deid import quiet_pydicom
 from synthmed.io.types import LoadedImage, RefusedInput
 
 # Modalities refused unless explicitly allowed: ultrasound and secondary/other captures are
 # photographs of screens more often than not (burned-in text, annotations, non-physical units).
 DEFAULT_REFUSED_MODALITIES = frozenset({"US", "SC", "OT"})
+# Not pictures of anatomy: segmentations, dose grids, structured reports, presentation states.
+NON_IMAGE_MODALITIES = frozenset({"SEG", "RTSTRUCT", "RTPLAN", "RTDOSE", "RTRECORD", "RTIMAGE", "PR",
+                                  "KO", "SR", "REG", "DOC", "FID", "PLAN", "RWV", "AU", "ECG", "HD"})
 # Projection images: several files of one series are several 2D images, never a volume.
 PROJECTION_MODALITIES = frozenset({"CR", "DX", "MG", "XA", "RF", "IO", "PX", "RG", "DR"})
 _PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)  # PixelData, FloatPixelData, DoubleFloatPixelData
 _HEADER_END = 0x00280011  # Columns: everything the grouping needs lies before it
 _POSITION_DECIMALS = 2  # positions equal to 0.01 mm are the same slice location
-_GEOMETRY = (  # all that is read from slices other than the de-identified one
-    "ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "ImagerPixelSpacing",
-    "RescaleSlope", "RescaleIntercept", "ModalityLUTSequence", "TemporalPositionIdentifier",
-    "AcquisitionNumber", "InstanceNumber", "Rows", "Columns", "NumberOfFrames", "SamplesPerPixel",
-)
 
 
 @dataclass
@@ -75,10 +78,10 @@ class DicomSeries:
 # Pass 1: headers
 # ---------------------------------------------------------------------------------------------
 # The scan's partial headers, kept so that `load_series` parses only the rest of each file
-# instead of parsing the header a second time (the header is most of the parse cost for small
-# MR slices). Bounded; oldest first out; an entry is used once. Forked workers inherit it.
+# instead of parsing the header a second time (re-parsing it costs 25-50 % of a bare
+# `dcmread(...).pixel_array` on small MR slices). Bounded; oldest first out; an entry is used once. Forked workers inherit it.
 _HEADER_CACHE: OrderedDict[str, tuple[Dataset, int, int, int]] = OrderedDict()
-_HEADER_CACHE_MAX = 20_000
+_HEADER_CACHE_MAX = 8192  # ~40-50 kB each: at most ~0.4 GB
 
 
 def _cache_put(path: Path, ds: Dataset, offset: int, st: os.stat_result) -> None:
@@ -110,8 +113,7 @@ def _read_header(path: Path) -> Dataset:
     if st.st_size == 0:
         raise RefusedInput(path, "empty file (0 bytes)")
     try:
-        with open(path, "rb") as fp, warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
+        with open(path, "rb") as fp, quiet_pydicom() as caught:
             try:
                 ds = read_partial(fp, stop_when=_stop_after_header)
             except InvalidDicomError:
@@ -179,7 +181,15 @@ def find_dicom_series(paths: list[Path]) -> tuple[list[DicomSeries], list[Refuse
     modality: dict[str, str] = {}
     seen: dict[str, set[str]] = defaultdict(set)
     refused: list[RefusedInput] = []
-    for path in _expand(paths):
+    with quiet_pydicom():
+        _scan(_expand(paths), groups, modality, seen, refused)
+    series = [DicomSeries(files=sorted(files), modality=modality[k], key=k) for k, files in groups.items()]
+    series.sort(key=lambda s: str(s.files[0]))
+    return series, refused
+
+
+def _scan(paths, groups, modality, seen, refused) -> None:
+    for path in paths:
         try:
             ds = _read_header(path)
         except RefusedInput as r:
@@ -194,9 +204,6 @@ def find_dicom_series(paths: list[Path]) -> tuple[list[DicomSeries], list[Refuse
             seen[key].add(sop)
         groups[key].append(path)
         modality.setdefault(key, _text(ds, "Modality").upper())
-    series = [DicomSeries(files=sorted(files), modality=modality[k], key=k) for k, files in groups.items()]
-    series.sort(key=lambda s: str(s.files[0]))
-    return series, refused
 
 
 # ---------------------------------------------------------------------------------------------
@@ -241,12 +248,25 @@ def _ts_name(ts: UID) -> str:
     return ts.name if ts.is_transfer_syntax else f"unknown transfer syntax {ts}"
 
 
+def _transfer_syntax(ds: Dataset) -> UID:
+    meta = getattr(ds, "file_meta", None)
+    return UID(str(meta.get("TransferSyntaxUID", "1.2.840.10008.1.2") if meta is not None else "1.2.840.10008.1.2"))
+
+
 def _check_decodable(ds: Dataset, path: Path) -> None:
     if not any(t in ds for t in _PIXEL_TAGS):
         raise RefusedInput(path, "no pixel data (not an image)")
-    meta = getattr(ds, "file_meta", None)
-    ts = UID(str(meta.get("TransferSyntaxUID", "1.2.840.10008.1.2"))) if meta is not None else UID("1.2.840.10008.1.2")
+    ts = _transfer_syntax(ds)
     if 0x7FE00010 in ds and ts.is_transfer_syntax and not ts.is_compressed:
+        # Native pixels: a cut-off file shows as pixel data shorter than the image size.
+        try:
+            expected = (int(ds.Rows) * int(ds.Columns) * int(ds.get("NumberOfFrames", 1) or 1)
+                        * int(ds.get("SamplesPerPixel", 1) or 1) * int(ds.BitsAllocated)) // 8
+            actual = len(ds.PixelData)
+        except (AttributeError, TypeError, ValueError):
+            return  # let the decoder say what is wrong
+        if actual < expected:
+            raise RefusedInput(path, f"truncated file (pixel data is {actual} of {expected} bytes)")
         return
     try:
         decoder = get_decoder(ts)
@@ -260,8 +280,7 @@ def _read_full(path: Path) -> Dataset:
     """The whole dataset; continues from the scan's partial header when it is cached."""
     cached = _HEADER_CACHE.pop(str(path), None)
     try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
+        with quiet_pydicom() as caught:
             st = path.stat()
             if cached is not None and cached[2:] == (st.st_mtime_ns, st.st_size):
                 ds, offset = cached[0], cached[1]
@@ -289,8 +308,13 @@ def _read_full(path: Path) -> Dataset:
     return ds
 
 
-def _pixels(ds: Dataset, path: Path, rescale: bool = True) -> np.ndarray:
-    """Decoded pixels in modality units (HU for CT), float32, colour reduced or refused."""
+def _decoded(ds: Dataset, path: Path, rescale: bool = True) -> tuple[np.ndarray, float, float]:
+    """Decoded pixels plus the linear rescale (slope, intercept) still to apply.
+
+    The rescale is returned rather than applied so that slices can be written once, converted
+    and rescaled, straight into their place in the volume. Colour is reduced or refused here;
+    Modality LUT sequences and MONOCHROME1 are resolved here (slope 1, intercept 0).
+    """
     photometric = _text(ds, "PhotometricInterpretation").upper()
     if photometric == "PALETTE COLOR":
         raise RefusedInput(path, "palette colour image (pseudo-colour) is not supported")
@@ -298,33 +322,43 @@ def _pixels(ds: Dataset, path: Path, rescale: bool = True) -> np.ndarray:
         arr = ds.pixel_array
     except Exception as err:
         msg = str(err).splitlines()[0][:120] if str(err) else type(err).__name__
-        ts = UID(str(ds.file_meta.get("TransferSyntaxUID", ""))) if hasattr(ds, "file_meta") else UID("")
-        raise RefusedInput(path, f"cannot decode pixel data ({_ts_name(ts)}): {msg}") from None
-    samples = int(ds.get("SamplesPerPixel", 1) or 1)
-    if samples > 1:
-        # pydicom returns RGB (YBR converted) with channels last.
+        if "less than expected" in msg or "no pixel data" in msg.lower():
+            raise RefusedInput(path, "truncated file (pixel data shorter than the image size)") from None
+        raise RefusedInput(path, f"cannot decode pixel data ({_ts_name(_transfer_syntax(ds))}): {msg}") from None
+    if int(ds.get("SamplesPerPixel", 1) or 1) > 1:
+        # pydicom returns RGB (YBR converted) with channels last. Within 2 grey levels: the
+        # YBR-to-RGB conversion of a grey image rounds unevenly.
         a = arr.astype(np.int32)
-        if not (np.array_equal(a[..., 0], a[..., 1]) and np.array_equal(a[..., 0], a[..., 2])):
-            raise RefusedInput(path, f"colour image ({photometric or 'RGB'}) is not supported: synthmed models grayscale images")
-        arr = arr[..., 0]
-        return arr.astype(np.float32)
-    slope_intercept = "RescaleSlope" in ds or "RescaleIntercept" in ds
-    if not rescale:
-        out = arr.astype(np.float32)
-    elif slope_intercept and "ModalityLUTSequence" not in ds:
-        # Same as apply_modality_lut for the common case, without its float64 round trip.
+        if max(np.abs(a[..., 0] - a[..., 1]).max(), np.abs(a[..., 0] - a[..., 2]).max()) > 2:
+            raise RefusedInput(path, f"colour image ({photometric or 'RGB'}) is not supported: "
+                                     "synthmed models grayscale images")
+        return arr[..., 0], 1.0, 0.0
+    slope, intercept = 1.0, 0.0
+    if rescale and "ModalityLUTSequence" in ds:
+        arr = np.asarray(apply_modality_lut(arr, ds), dtype=np.float32)
+    elif rescale:
         slope = float(ds.get("RescaleSlope", 1) or 1)
         intercept = float(ds.get("RescaleIntercept", 0) or 0)
-        out = arr.astype(np.float32)
-        if slope != 1:
-            out *= np.float32(slope)
-        if intercept:
-            out += np.float32(intercept)
-    else:
-        out = np.asarray(apply_modality_lut(arr, ds), dtype=np.float32)
     if photometric == "MONOCHROME1":
         # Minimum means white: flip so that brighter always means more signal / attenuation.
-        out = (out.max() + out.min()) - out
+        out = arr.astype(np.float32) * np.float32(slope) + np.float32(intercept)
+        return (out.max() + out.min()) - out, 1.0, 0.0
+    return arr, slope, intercept
+
+
+def _write_rescaled(dst: np.ndarray, arr: np.ndarray, slope: float, intercept: float) -> None:
+    dst[...] = arr  # the one conversion to float32
+    if slope != 1:
+        dst *= np.float32(slope)
+    if intercept:
+        dst += np.float32(intercept)
+
+
+def _pixels(ds: Dataset, path: Path, rescale: bool = True) -> np.ndarray:
+    """Decoded pixels in modality units (HU for CT), float32."""
+    arr, slope, intercept = _decoded(ds, path, rescale)
+    out = np.empty(arr.shape, dtype=np.float32)
+    _write_rescaled(out, arr, slope, intercept)
     return out
 
 
@@ -333,6 +367,9 @@ def _refuse_by_policy(ds: Dataset, path: Path, allow_burned_in: bool, allowed: f
     if allowed is not None:
         if modality not in allowed:
             raise RefusedInput(path, f"modality {modality or '(none)'} is not in the allowed modalities")
+    elif modality in NON_IMAGE_MODALITIES:
+        raise RefusedInput(path, f"modality {modality} is not an anatomical image (segmentation, dose, "
+                                 "report or presentation object)")
     elif modality in DEFAULT_REFUSED_MODALITIES:
         raise RefusedInput(path, f"modality {modality} is refused by default (burned-in text is likely; "
                                  "allow it explicitly to ingest it)")
@@ -400,6 +437,16 @@ def load_series(series: DicomSeries, deid: Deidentifier, *, allow_burned_in: boo
 
     Raises RefusedInput for the whole series when it must not or cannot be used.
     """
+    try:
+        with quiet_pydicom():
+            return _load_series(series, deid, allow_burned_in, allowed_modalities)
+    finally:
+        for f in series.files:  # a refused series leaves no cached headers behind
+            _HEADER_CACHE.pop(str(f), None)
+
+
+def _load_series(series: DicomSeries, deid: Deidentifier, allow_burned_in: bool,
+                 allowed_modalities: frozenset[str] | None) -> list[LoadedImage]:
     if not series.files:
         return []
     first_path = series.files[0]
@@ -425,8 +472,8 @@ def load_series(series: DicomSeries, deid: Deidentifier, *, allow_burned_in: boo
         return out
 
     signature = _shape_signature(first)
-    n = len(series.files)
-    stack: np.ndarray | None = None
+    first_ts = _transfer_syntax(first)
+    slices: list[tuple[np.ndarray, float, float]] = []
     positions: list[np.ndarray | None] = []
     order_keys: list[tuple] = []
     for i, path in enumerate(series.files):
@@ -437,29 +484,30 @@ def load_series(series: DicomSeries, deid: Deidentifier, *, allow_burned_in: boo
                 raise RefusedInput(first_path, f"mixed shapes in series ({signature[0]}x{signature[1]} "
                                                f"and {r}x{c}{' multi-frame' if f > 1 else ''})")
             _refuse_by_policy(ds, path, allow_burned_in, allowed_modalities)
-            _check_decodable(ds, path)
-        img = _pixels(ds, path)
-        if img.ndim != 2:
-            raise RefusedInput(path, f"unexpected pixel array shape {img.shape}")
-        if stack is None:
-            stack = np.empty((n, *img.shape), dtype=np.float32)
-        stack[i] = img
+            if _transfer_syntax(ds) != first_ts:  # else the first file's check holds for this one
+                _check_decodable(ds, path)
+        arr, slope, intercept = _decoded(ds, path)
+        if arr.ndim != 2:
+            raise RefusedInput(path, f"unexpected pixel array shape {arr.shape}")
+        slices.append((arr, slope, intercept))
         positions.append(_floats(ds.get("ImagePositionPatient"), 3) if "ImagePositionPatient" in ds else None)
         order_keys.append((_num(ds, "TemporalPositionIdentifier"), _num(ds, "AcquisitionNumber"),
                            _num(ds, "InstanceNumber"), i))
-    assert stack is not None
     row_sp, col_sp = _pixel_spacing(first)
     iop = _floats(first.get("ImageOrientationPatient"), 6) if "ImageOrientationPatient" in first else None
     normal = _slice_normal(iop)
-    if normal is not None and all(p is not None for p in positions):
-        proj = np.array([float(p @ normal) for p in positions])
-        volumes = _split_volumes(proj, order_keys, first_path)
-    else:
+    if normal is None or any(p is None for p in positions):
         # Orientation unusable or a slice without position: no trustworthy order along a normal.
         raise RefusedInput(first_path, "slices lack a usable position or orientation, "
                                        "so they cannot be ordered into a volume")
-    return [_image(stack[idx], (_z_spacing(proj[idx], first), row_sp, col_sp), meta, "dicom", first_path)
-            for idx in volumes]
+    proj = np.array([float(p @ normal) for p in positions])
+    out = []
+    for idx in _split_volumes(proj, order_keys, first_path):
+        vol = np.empty((len(idx), *slices[0][0].shape), dtype=np.float32)
+        for k, i in enumerate(idx):
+            _write_rescaled(vol[k], *slices[i])
+        out.append(_image(vol, (_z_spacing(proj[idx], first), row_sp, col_sp), meta, "dicom", first_path))
+    return out
 
 
 def _identity(ds: Dataset, series: DicomSeries, deid: Deidentifier) -> dict:
@@ -479,6 +527,8 @@ def _identity(ds: Dataset, series: DicomSeries, deid: Deidentifier) -> dict:
 
 
 def _image(arr: np.ndarray, spacing: tuple[float, ...], meta: dict, fmt: str, path: Path) -> LoadedImage:
+    if arr.ndim == 3 and arr.shape[0] == 1:  # a "volume" of one slice is a 2D image
+        arr, spacing = arr[0], spacing[1:]
     arr = np.ascontiguousarray(arr, dtype=np.float32)
     return LoadedImage(array=arr, spacing=tuple(float(s) for s in spacing), patient=meta["patient"],
                        study=meta["study"], series=meta["series"], age=meta["age"], sex=meta["sex"],

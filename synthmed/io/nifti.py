@@ -32,7 +32,8 @@ def load_nifti(path: str | Path, deid, *, raw_patient: str | None = None,
     try:
         img = nib.load(str(path))
         data = np.asarray(img.dataobj, dtype=np.float32)
-        zooms = tuple(float(z) for z in img.header.get_zooms())
+        # zooms are float32: 0.8 would come back as 0.800000011920929
+        zooms = tuple(round(float(z), 6) for z in img.header.get_zooms())
     except (OSError, EOFError, ValueError, nib.filebasedimages.ImageFileError) as err:
         raise RefusedInput(path, f"not a readable NIfTI file ({type(err).__name__})") from None
     # A 4D file with one time point is a volume; more is a series we do not split here.

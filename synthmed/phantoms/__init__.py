@@ -8,7 +8,7 @@ de-identifier: phantom files carry realistic but invented identifying header fie
 - `IDENTIFYING_KEYWORDS`: header fields present (and non-empty) in every phantom file.
 """
 
-from synthmed.phantoms.cxr import FINDINGS
+from synthmed.phantoms.findings import FINDINGS
 from synthmed.phantoms.dicom_writer import IDENTIFYING_KEYWORDS
 from synthmed.phantoms.generator import KINDS, PhantomSummary, make_phantoms
 

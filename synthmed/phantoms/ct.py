@@ -18,14 +18,14 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from synthmed.phantoms.cxr import CxrFindings
+from synthmed.phantoms.findings import Findings
 from synthmed.phantoms.shapes import ellipse_inside, smooth_noise
 
 FOV_MM = 360.0          # in-plane field of view
 Z_EXTENT_MM = 300.0     # apex to upper abdomen
 _PAD_XY, _PAD_Z = 8, 4  # texture margin so shifted studies stay inside the patient's texture
 
-AIR, LUNG, FAT, SOFT, BLOOD, LIVER, BONE, CANCELLOUS = -1000, -850, -100, 40, 45, 60, 1000, 350
+AIR, LUNG, FAT, SOFT, BLOOD, LIVER, BONE, CANCELLOUS = -1000, -850, -100, 40, 45, 60, 1400, 400
 
 
 @dataclass(frozen=True)
@@ -137,7 +137,7 @@ def build_texture(rng: np.random.Generator, slices: int, size: int) -> np.ndarra
     return np.stack([coarse, fine]).astype(np.float32)
 
 
-def render(anat: CtAnatomy, texture: np.ndarray, study: CtStudy, findings: CxrFindings,
+def render(anat: CtAnatomy, texture: np.ndarray, study: CtStudy, findings: Findings,
            slices: int, size: int, rng: np.random.Generator) -> np.ndarray:
     """One CT volume in HU, float32 (slices, size, size), slice 0 the most cranial."""
     a = anat
@@ -236,7 +236,7 @@ def render(anat: CtAnatomy, texture: np.ndarray, study: CtStudy, findings: CxrFi
     disc = np.abs(phase - np.round(phase)) < 0.12
     r2 = (X / a.spine_r) ** 2 + ((Y - a.spine_y) / a.spine_r) ** 2
     vbody = r2 < 1
-    vol = np.where(vbody, np.where(disc, 80.0, np.where(r2 > 0.7, BONE, CANCELLOUS)),
+    vol = np.where(vbody, np.where(disc, 80.0, np.where(r2 > 0.45, BONE, CANCELLOUS)),
                    vol).astype(np.float32)
     canal_y = a.spine_y + a.spine_r + 0.05
     lamina = tube(0.0, canal_y, 0.08) & ~disc

@@ -167,9 +167,13 @@ def write_radiograph(path: Path, pixels: np.ndarray, person: Identity, study: St
     ds.ViewPosition = "PA"
     ds.PatientOrientation = ["L", "F"]  # PA view: rows run to the patient's left, columns down
     ds.ImageLaterality = "U"
-    if modality == "DX":
+    if modality == "DX":  # the DX IOD's extra type 1 attributes
         ds.PresentationIntentType = "FOR PRESENTATION"
         ds.RescaleType = "US"
+        ds.PresentationLUTShape = "IDENTITY"
+        ds.PixelIntensityRelationship = "LOG"
+        ds.PixelIntensityRelationshipSign = 1
+        ds.DetectorType = "SCINTILLATOR"
     ds.KVP = 120
     ds.ExposureInuAs = int(round(exposure_mas * 1000))
     ds.DistanceSourceToDetector = 1800

@@ -151,6 +151,6 @@ def study_dates(rng: np.random.Generator, n: int, first: dt.date) -> list[dt.dat
 
 
 def clock(rng: np.random.Generator) -> dt.time:
-    """A plausible working-hours acquisition time (never the wall clock: outputs are reproducible)."""
+    """A plausible working-hours time, drawn (never the wall clock, so outputs reproduce)."""
     seconds = int(rng.integers(7 * 3600, 19 * 3600))
     return dt.time(seconds // 3600, (seconds // 60) % 60, seconds % 60)

@@ -1,0 +1,118 @@
+"""Ingest throughput (slices/s) against a bare pydicom decode loop, measured in the same run.
+
+    .venv/bin/python benchmarks/bench_ingest.py [--repeats 3] [--data ../shared/data]
+
+For the MR sagittal series (192 uncompressed slices) and the CT JPEG 2000 series (20 slices):
+
+- bare loop: `pydicom.dcmread(f).pixel_array` for every file (1 process, and 2 processes);
+- `synthmed.data.ingest.ingest` of the folder with configs/ingest-ct.yaml (3D, 32x64x64):
+  discovery, header grouping, decode, de-identification, HU / percentile normalisation,
+  resize, split and writing every output file, with `workers` 1 and 2.
+
+Each figure is the best of `--repeats` runs (the machine is shared; the minimum is the least
+disturbed run). Prints the ratios and writes benchmarks/results_ingest.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from datetime import date
+from multiprocessing import get_context
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("SYNTHMED_NO_PROGRESS", "1")
+
+
+def _decode(path: Path) -> int:
+    import pydicom
+    return pydicom.dcmread(path).pixel_array.size
+
+
+def bare_loop(files: list[Path], workers: int) -> float:
+    t = time.perf_counter()
+    if workers == 1:
+        for f in files:
+            _decode(f)
+    else:
+        with ProcessPoolExecutor(workers, mp_context=get_context("fork")) as pool:
+            list(pool.map(_decode, files, chunksize=max(1, len(files) // (4 * workers))))
+    return time.perf_counter() - t
+
+
+def ingest_run(folder: Path, workers: int, key: Path, cfg) -> float:
+    from synthmed.data.ingest import ingest
+    out = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
+    try:
+        t = time.perf_counter()
+        ingest([folder], out / "ds", cfg, key_path=key, workers=workers)
+        return time.perf_counter() - t
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results_ingest.md")
+    args = ap.parse_args()
+
+    import warnings
+    warnings.filterwarnings("ignore")
+    from synthmed.config import load_config
+    from synthmed.data.ingest_config import IngestConfig
+    import synthmed.io.dicom  # noqa: F401  (imports outside the timed region, for both sides)
+
+    cfg = load_config(ROOT / "configs" / "ingest-ct.yaml", IngestConfig)
+    tmp = Path(tempfile.mkdtemp(prefix="bench-key-"))
+    key = tmp / "deid.key"
+    key.write_bytes(os.urandom(32))
+    series = [("MR sagittal T1, 192 x 256x256, uncompressed", args.data / "dicom" / "mr-brain-sagittal"),
+              ("CT chest, 20 x 512x512, JPEG 2000 lossless", args.data / "dicom" / "ct-chest-jpeg2000")]
+    rows = []
+    for name, folder in series:
+        files = sorted(p for p in folder.iterdir() if p.is_file())
+        bare_loop(files[:2], 1)  # warm the file cache and the decoders
+        for workers in (1, 2):
+            bare = min(bare_loop(files, workers) for _ in range(args.repeats))
+            ing = min(ingest_run(folder, workers, key, cfg) for _ in range(args.repeats))
+            n = len(files)
+            rows.append((name, workers, n, n / bare, n / ing, ing / bare - 1.0))
+            print(f"{name}: workers={workers}  bare {n / bare:7.1f} slices/s  ingest {n / ing:7.1f} "
+                  f"slices/s  overhead {100 * (ing / bare - 1):+.0f} %", flush=True)
+    shutil.rmtree(tmp, ignore_errors=True)
+
+    lines = [
+        "# Ingest throughput vs a bare pydicom decode loop",
+        "",
+        f"Machine: {platform.machine()} {os.cpu_count()}-core CPU, shared with other jobs during "
+        f"the run (figures are the best of {args.repeats}); Python {platform.python_version()}; "
+        f"date {date.today().isoformat()}.",
+        "",
+        "Command: `.venv/bin/python benchmarks/bench_ingest.py`",
+        "",
+        "Bare loop: `pydicom.dcmread(f).pixel_array` per file. Ingest: the whole "
+        "`synthmed.data.ingest.ingest` call with configs/ingest-ct.yaml (header grouping, decode, "
+        "de-identification, HU / percentile normalisation, resize to 32x64x64, split, all output "
+        "files). Overhead = ingest time / bare time - 1 (goal: at most +25 % at 1 worker).",
+        "",
+        "| series | workers | slices | bare slices/s | ingest slices/s | overhead |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, workers, n, b, i, o in rows:
+        lines.append(f"| {name} | {workers} | {n} | {b:.1f} | {i:.1f} | {100 * o:+.0f} % |")
+    lines.append("")
+    args.out.write_text("\n".join(lines) + "\n")
+    print(f"wrote {args.out}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,5 @@
+"""Sampling pipeline and cohort generation."""
+
+from synthmed.generate.cohort import draw_conditions, generate_cohort
+
+__all__ = ["generate_cohort", "draw_conditions"]

@@ -1,0 +1,84 @@
+"""The audit's rules on hand-made numbers: each decision boundary, both sides."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from synthmed.audit.profile import AuditProfile, load_profile
+from synthmed.audit.verdict import AttackMeasure, MemorisationMeasure, evaluate
+from synthmed.config import load_config
+from synthmed.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+PUBLIC = load_profile(ROOT / "configs" / "audit-public.yaml")
+CONTROLLED = load_profile(ROOT / "configs" / "audit-controlled.yaml")
+
+
+def attack(auc=0.5, ci=(0.4, 0.6), tpr=0.01, tpr_ci=(0.0, 0.05), fpr_ci=(0.0, 0.07), estimable=False):
+    return AttackMeasure("dcr", "pixel", auc, ci, tpr, tpr_ci, 0.0, fpr_ci, estimable, "not estimable: few")
+
+
+def mem(flagged=0, n=100, rate_ci=(0.0, 0.04), null_ci=(0.0, 0.05), hard=0):
+    return MemorisationMeasure(n, flagged, rate_ci, 0.01, null_ci, hard, 0.1)
+
+
+def rules(v):
+    return {r.rule: r for r in v.rules}
+
+
+def test_shipped_profiles_load_and_controlled_is_looser():
+    assert PUBLIC.tier == "public" and CONTROLLED.tier == "controlled"
+    assert CONTROLLED.attacks.max_auc > PUBLIC.attacks.max_auc
+    assert CONTROLLED.attacks.max_tpr > PUBLIC.attacks.max_tpr
+    # 6 attack/space pairs -> 13 statistical rules share the 5 % (Bonferroni)
+    assert PUBLIC.n_statistical_rules() == 13
+    assert PUBLIC.decision_alpha() == pytest.approx(0.05 / 13)
+
+
+def test_profile_errors_name_the_key(tmp_path):
+    f = tmp_path / "p.yaml"
+    f.write_text("attacks:\n  max_auc: 0.55\n  auc_evidence_above: 0.6\n")
+    with pytest.raises(ConfigError, match="auc_evidence_above must be below max_auc"):
+        load_config(f, AuditProfile)
+    f.write_text("tier: open\n")
+    with pytest.raises(ConfigError, match="tier.*'public'.*'controlled'"):
+        load_config(f, AuditProfile)
+
+
+def test_auc_rule_boundaries():
+    ok = rules(evaluate(PUBLIC, [attack(0.55, (0.45, 0.65))], mem()))["attack_auc:dcr/pixel"]
+    assert ok.passed and "too few patients to exclude an AUC up to 0.65" in ok.explanation
+    at_limit = rules(evaluate(PUBLIC, [attack(0.60, (0.45, 0.75))], mem()))["attack_auc:dcr/pixel"]
+    assert not at_limit.passed and "reaches the limit" in at_limit.explanation
+    evidence = rules(evaluate(PUBLIC, [attack(0.57, (0.51, 0.63))], mem()))["attack_auc:dcr/pixel"]
+    assert not evidence.passed and "low end of the range" in evidence.explanation
+    # the controlled tier tolerates the same numbers
+    assert evaluate(CONTROLLED, [attack(0.57, (0.51, 0.63))], mem()).verdict == "pass"
+    assert evaluate(CONTROLLED, [attack(0.65, (0.61, 0.69))], mem()).verdict == "fail"
+
+
+def test_tpr_rule_uses_the_fpr_bound_when_not_estimable():
+    # 10 % of members found, at least 6 %, but false alarms may be up to 7 %: not shown
+    a = attack(tpr=0.10, tpr_ci=(0.06, 0.16), fpr_ci=(0.0, 0.07), estimable=False)
+    r = rules(evaluate(PUBLIC, [a], mem()))["attack_tpr_at_fpr:dcr/pixel"]
+    assert r.passed and r.threshold == pytest.approx(0.07) and "too few holdout patients" in r.explanation
+    # at least 9 % found, false alarms at most 7 %: shown
+    a = attack(tpr=0.15, tpr_ci=(0.09, 0.22), fpr_ci=(0.0, 0.07), estimable=False)
+    assert not rules(evaluate(PUBLIC, [a], mem()))["attack_tpr_at_fpr:dcr/pixel"].passed
+    # estimable with a tight FPR bound: the 2 % limit decides
+    a = attack(tpr=0.05, tpr_ci=(0.025, 0.08), fpr_ci=(0.005, 0.018), estimable=True)
+    r = rules(evaluate(PUBLIC, [a], mem()))["attack_tpr_at_fpr:dcr/pixel"]
+    assert not r.passed and r.threshold == pytest.approx(0.02)
+    assert rules(evaluate(CONTROLLED, [a], mem()))["attack_tpr_at_fpr:dcr/pixel"].passed  # 5 % limit
+
+
+def test_memorisation_and_copy_rules():
+    v = evaluate(PUBLIC, [attack()], mem(flagged=30, rate_ci=(0.2, 0.4), null_ci=(0.0, 0.05)))
+    assert v.verdict == "fail" and not rules(v)["memorisation_rate_not_above_null"].passed
+    v = evaluate(PUBLIC, [attack()], mem(flagged=3, rate_ci=(0.005, 0.09), null_ci=(0.0, 0.05)))
+    assert v.verdict == "pass" and "within chance" in rules(v)["memorisation_rate_not_above_null"].explanation
+    v = evaluate(PUBLIC, [attack()], mem(hard=1))
+    assert v.verdict == "fail" and [r.rule for r in v.failed_rules()] == ["no_hard_copies"]
+    assert v.tier == "public" and v.to_dict()["rules"][0]["rule"] == "no_hard_copies"
