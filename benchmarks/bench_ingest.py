@@ -58,6 +58,39 @@ def ingest_run(folder: Path, workers: int, key: Path, cfg) -> float:
         shutil.rmtree(out, ignore_errors=True)
 
 
+def stages(folder: Path, key: Path, cfg) -> dict[str, float]:
+    """Seconds per stage of one 1-worker ingest (where the overhead over the bare loop goes)."""
+    import synthmed.data.ingest as ingest_mod
+    import synthmed.io.dicom as dicom_mod
+    spent: dict[str, float] = {}
+    originals = {}
+
+    def wrap(mod, name, label):
+        f = getattr(mod, name)
+        originals[(mod, name)] = f
+
+        def timed(*a, **k):
+            t = time.perf_counter()
+            try:
+                return f(*a, **k)
+            finally:
+                spent[label] = spent.get(label, 0.0) + time.perf_counter() - t
+        setattr(mod, name, timed)
+
+    wrap(dicom_mod, "find_dicom_series", "header pass (find_dicom_series)")
+    wrap(dicom_mod, "load_series", "decode + de-id (load_series)")
+    wrap(ingest_mod, "prepare", "normalise + resize")
+    wrap(ingest_mod, "_write_outputs", "split + write outputs")
+    try:
+        total = ingest_run(folder, 1, key, cfg)
+    finally:
+        for (mod, name), f in originals.items():
+            setattr(mod, name, f)
+    spent["other (discovery, report)"] = total - sum(spent.values())
+    spent["total"] = total
+    return spent
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=3)
@@ -78,6 +111,7 @@ def main() -> None:
     series = [("MR sagittal T1, 192 x 256x256, uncompressed", args.data / "dicom" / "mr-brain-sagittal"),
               ("CT chest, 20 x 512x512, JPEG 2000 lossless", args.data / "dicom" / "ct-chest-jpeg2000")]
     rows = []
+    breakdown = []
     for name, folder in series:
         files = sorted(p for p in folder.iterdir() if p.is_file())
         bare_loop(files[:2], 1)  # warm the file cache and the decoders
@@ -88,6 +122,12 @@ def main() -> None:
             rows.append((name, workers, n, n / bare, n / ing, ing / bare - 1.0))
             print(f"{name}: workers={workers}  bare {n / bare:7.1f} slices/s  ingest {n / ing:7.1f} "
                   f"slices/s  overhead {100 * (ing / bare - 1):+.0f} %", flush=True)
+        best = min((stages(folder, key, cfg) for _ in range(args.repeats)), key=lambda d: d["total"])
+        bare1 = next(r for r in rows if r[0] == name and r[1] == 1)
+        bare_s = bare1[2] / bare1[3]
+        breakdown.append((name, bare_s, best))
+        print("  stages (1 worker): " + ", ".join(f"{k} {v:.2f} s" for k, v in best.items())
+              + f"; bare loop {bare_s:.2f} s", flush=True)
     shutil.rmtree(tmp, ignore_errors=True)
 
     lines = [
@@ -109,6 +149,11 @@ def main() -> None:
     ]
     for name, workers, n, b, i, o in rows:
         lines.append(f"| {name} | {workers} | {n} | {b:.1f} | {i:.1f} | {100 * o:+.0f} % |")
+    lines += ["", "Where the 1-worker ingest time goes (seconds, best run; the bare loop for comparison):",
+              "", "| series | bare loop | " + " | ".join(k for k in breakdown[0][2]) + " |",
+              "|---|" + "---:|" * (len(breakdown[0][2]) + 1)]
+    for name, bare_s, st in breakdown:
+        lines.append(f"| {name} | {bare_s:.2f} | " + " | ".join(f"{v:.2f}" for v in st.values()) + " |")
     lines.append("")
     args.out.write_text("\n".join(lines) + "\n")
     print(f"wrote {args.out}", file=sys.stderr)

@@ -117,6 +117,11 @@ def build_corpus(tmp: Path, *, with_good: bool = True) -> Corpus:
     notes = root / "dicom" / "case7-notes.dcm"
     notes.write_text("This is a text file with a .dcm name, not an image.\n" * 20)
     cases.append(Case("non-image with a .dcm name", [notes], "not a dicom"))
+    # An unknown suffix is a DICOM candidate (DICOM names are free-form) and, not being DICOM,
+    # is refused; the suffix, which could be a name, must not reach the report.
+    odd = root / "case7-Doe.Jane"
+    odd.write_bytes(b"\x00\x01 binary junk " * 10)
+    cases.append(Case("unknown suffix, not DICOM", [odd], "not a dicom"))
     cases.append(Case("unsupported transfer syntax",
                       [write_ct_slice(root / "dicom" / "case7-mpeg2.dcm", z=0, series=3, instance=1,
                                       transfer_syntax="1.2.840.10008.1.2.4.100")], "transfer syntax"))

@@ -65,7 +65,7 @@ def test_broken_corpus_each_refusal_one_line_rest_ingested(tmp_path, key_file, c
     assert np.isfinite(ds.images[:]).all()
     # No input file name (the metadata CSV, the user's own table, is named) or header identity.
     raw = b"".join(p.read_bytes() for p in out.iterdir() if p.is_file())
-    for word in (MARK, str(corpus.root), PATIENT_ID, PATIENT_NAME, "19470203"):
+    for word in (MARK, str(corpus.root), PATIENT_ID, PATIENT_NAME, "19470203", ".Jane", ".jane"):
         assert word.encode() not in raw, word
 
 
@@ -81,7 +81,7 @@ def test_nothing_usable_one_sentence_nonzero_exit_no_traceback(tmp_path, key_fil
     assert "Traceback" not in proc.stderr
     errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("synthmed: error:")]
     assert len(errors) == 1 and "nothing usable" in errors[0] and errors[0].rstrip().endswith("written")
-    assert not out.exists() or not any(out.iterdir())  # no partial dataset left behind
+    assert not out.exists()  # no partial (or empty) dataset folder left behind
 
 
 def test_nothing_usable_keeps_an_existing_dataset_intact(tmp_path, key_file, capsys):

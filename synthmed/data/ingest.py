@@ -51,13 +51,19 @@ from synthmed.provenance import hash_id_list, provenance
 
 REPORT_SCHEMA = "synthmed.ingest_report/1"
 
-# Suffix -> reader. DICOM files often have no suffix, or a UID tail as one ('CT.1.2.840.5'),
-# so those count as DICOM candidates too; find_dicom_series then checks the content.
-_DICOM_SUFFIXES = (".dcm", ".dicom", ".ima", "")
-_SKIP_SUFFIXES = (".csv", ".tsv", ".json", ".txt", ".md", ".yaml", ".yml", ".xml", ".html",
-                  ".pdf", ".log", ".py", ".sh", ".ini", ".cfg", ".toml", ".key", ".zip", ".tar",
-                  ".gz", ".xlsx", ".xls", ".doc", ".docx", ".rtf", ".mat", ".h5", ".npy")
-_KNOWN_SUFFIXES = (*nifti.SUFFIXES, *raster.SUFFIXES, *npz.SUFFIXES, ".dcm", ".dicom", ".ima")
+# Suffix -> reader. Files with a suffix from _SKIP_SUFFIXES (documents, tables, archives) are
+# skipped and counted; every other file is a DICOM candidate, because DICOM files often have no
+# suffix or an arbitrary one ('IM_0001', 'CT.1.2.840.5'), and find_dicom_series checks content.
+_SKIP_SUFFIXES = frozenset((
+    ".csv", ".tsv", ".json", ".txt", ".md", ".rst", ".yaml", ".yml", ".xml", ".html", ".htm",
+    ".pdf", ".log", ".py", ".sh", ".bat", ".ini", ".cfg", ".toml", ".key", ".zip", ".tar", ".gz",
+    ".tgz", ".7z", ".xlsx", ".xls", ".doc", ".docx", ".rtf", ".odt", ".mat", ".h5", ".hdf5",
+    ".npy", ".pkl", ".pickle", ".pt", ".pth", ".safetensors", ".db", ".sqlite", ".bak", ".tmp",
+    ".exe", ".dll", ".so", ".js", ".css", ".ipynb", ".gif", ".svg", ".mp4", ".avi", ".mov",
+    ".nrrd", ".mha", ".mhd", ".raw", ".img", ".hdr", ".sav", ".dat",
+))
+_KNOWN_SUFFIXES = frozenset((*nifti.SUFFIXES, *raster.SUFFIXES, *npz.SUFFIXES, ".dcm", ".dicom",
+                             ".ima", *_SKIP_SUFFIXES))
 
 
 @dataclass
@@ -107,13 +113,14 @@ def _reader_kind(path: Path) -> str | None:
         return "raster"
     if suffix in npz.SUFFIXES:
         return "npz"
-    if suffix in _DICOM_SUFFIXES or re.fullmatch(r"\.\d+", suffix):
-        return "dicom"
-    return None
+    if suffix in _SKIP_SUFFIXES:
+        return None
+    return "dicom"
 
 
 def _safe_suffix(path: Path) -> str:
-    """The suffix when it is a known file type; a UID tail ('.16573') could identify."""
+    """The suffix when it is a known file type; anything else ('.16573', a UID tail, or
+    '.Jane' in 'Doe.Jane') could identify, and is dropped."""
     suffix = _suffix(path)
     return suffix if suffix in _KNOWN_SUFFIXES else ""
 
@@ -169,7 +176,7 @@ def discover(sources: list[Path], config: IngestConfig, metadata: Metadata | Non
             found += 1
             kind = _reader_kind(path)
             if kind is None:
-                skipped[_safe_suffix(path) or path.suffix.lower()[:8] or "(none)"] += 1
+                skipped[_suffix(path)] += 1  # always one of _SKIP_SUFFIXES
                 continue
             order = (si, rel)
             if path.is_symlink() and not path.exists():
@@ -473,6 +480,7 @@ def ingest(sources: list[Path], out: Path, config: IngestConfig | None = None,
             _warn(f"{Path(metadata_csv).name}: no row for {unmatched} of {len(found.tasks)} input(s); those "
                   "keep the patient from their header or file name and no labels", warnings)
 
+    created_out = not out.exists()
     tmp_images = out / ".images-ingest.npy"
     appender = NpyAppender(tmp_images, tuple(config.shape))
     rows: list[dict[str, Any]] = []
@@ -517,6 +525,8 @@ def ingest(sources: list[Path], out: Path, config: IngestConfig | None = None,
     except BaseException:
         appender.abort()
         tmp_images.unlink(missing_ok=True)
+        if created_out and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()  # leave no empty dataset folder behind
         raise
 
     try:

@@ -28,7 +28,11 @@ _AGE_DATES = ("StudyDate", "SeriesDate", "AcquisitionDate", "ContentDate")
 @contextmanager
 def quiet_pydicom():
     """pydicom's validation warnings quote raw header values (UIDs, names): never let them reach
-    stderr or logs. Truncation is still detected, from the end-of-file warnings caught here."""
+    stderr or logs. Truncation is still detected, from the end-of-file warnings caught here.
+
+    pydicom's settings are process-wide, so this is not thread-safe; synthmed parallelises with
+    processes, never threads, around pydicom.
+    """
     old = config.settings.reading_validation_mode, config.settings.writing_validation_mode
     config.settings.reading_validation_mode = config.IGNORE
     config.settings.writing_validation_mode = config.IGNORE
@@ -48,7 +52,8 @@ def raw_identity(ds: Dataset) -> str:
 
     PatientID when present; otherwise name + birth date; otherwise the study (or frame of
     reference) UID, so anonymous exports still group per study rather than all falling into one
-    'unknown' patient. Empty string when nothing identifies the patient at all.
+    'unknown' patient. Empty string when nothing identifies the patient at all: such images then
+    share one pseudonym, which keeps them together on one side of any split.
     """
     pid = str(ds.get("PatientID", "") or "").strip()
     if pid:

@@ -143,17 +143,32 @@ def _text(ds: Dataset, keyword: str) -> str:
     return "" if v is None else str(v).strip()
 
 
+def _raw_text(ds: Dataset, tag: int) -> str:
+    """A short ASCII value (UI, CS, IS) straight from the raw bytes.
+
+    The scan needs a handful of values per file; pydicom's conversion (value validation,
+    character sets) would cost about as much as parsing the rest of the header.
+    """
+    elem = ds.get_item(tag)
+    if elem is None:
+        return ""
+    value = elem.value
+    if isinstance(value, bytes):
+        return value.decode("ascii", "replace").strip("\x00 ")
+    return "" if value is None else str(value).strip()
+
+
 def _series_key(ds: Dataset, path: Path) -> str:
-    uid = _text(ds, "SeriesInstanceUID")
+    uid = _raw_text(ds, 0x0020000E)
     if uid:
         return "uid:" + uid
     # Some exports blank the series UID; slices that share a folder, frame of reference,
     # series number and image size still form one series. Without a frame of reference, the
     # file stands alone.
-    frame = _text(ds, "FrameOfReferenceUID")
+    frame = _raw_text(ds, 0x00200052)
     if frame:
-        parts = (str(path.parent), _text(ds, "StudyInstanceUID"), frame, _text(ds, "SeriesNumber"),
-                 _text(ds, "Modality"), _text(ds, "Rows"), _text(ds, "Columns"))
+        parts = (str(path.parent), _raw_text(ds, 0x0020000D), frame, _raw_text(ds, 0x00200011),
+                 _raw_text(ds, 0x00080060), _text(ds, "Rows"), _text(ds, "Columns"))
         return "fallback:" + "|".join(parts)
     return "file:" + str(path)
 
@@ -196,14 +211,14 @@ def _scan(paths, groups, modality, seen, refused) -> None:
             refused.append(r)
             continue
         key = _series_key(ds, path)
-        sop = _text(ds, "SOPInstanceUID")
+        sop = _raw_text(ds, 0x00080018)
         if sop and sop in seen[key]:
             refused.append(RefusedInput(path, "duplicate image (same SOP Instance UID as another file of its series)"))
             continue
         if sop:
             seen[key].add(sop)
         groups[key].append(path)
-        modality.setdefault(key, _text(ds, "Modality").upper())
+        modality.setdefault(key, _raw_text(ds, 0x00080060).upper())
 
 
 # ---------------------------------------------------------------------------------------------

@@ -87,21 +87,26 @@ def make_phantoms(out: Path, patients: int, seed: int = 0, kind: Kind = "cxr",
     results: list[_PatientResult] = []
     chunk = max(1, min(16, patients // (workers * 8) or 1))
     batches = [list(range(i, min(i + chunk, patients))) for i in range(0, patients, chunk)]
-    with make_progress() as progress:
-        task = progress.add_task(f"phantoms ({kind})", total=patients)
-        if workers == 1:
-            _keep_freed_memory()
+    description = f"phantoms ({kind})"
+    if workers == 1:
+        _keep_freed_memory()
+        with make_progress() as progress:
+            task = progress.add_task(description, total=patients)
             for batch in batches:
                 results.extend(_run_batch(job, batch))
                 progress.advance(task, len(batch))
-        else:
-            # fork: workers start in milliseconds and inherit the imports; the output does not
-            # depend on the start method because every patient owns its random stream.
-            methods = multiprocessing.get_all_start_methods()
-            ctx = multiprocessing.get_context("fork" if "fork" in methods else None)
-            with ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
-                                     initializer=_keep_freed_memory) as pool:
-                futures = {pool.submit(_run_batch, job, batch): len(batch) for batch in batches}
+    else:
+        # fork: workers start in milliseconds and inherit the imports; the output does not
+        # depend on the start method because every patient owns its random stream.
+        methods = multiprocessing.get_all_start_methods()
+        ctx = multiprocessing.get_context("fork" if "fork" in methods else None)
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
+                                 initializer=_keep_freed_memory) as pool:
+            # Submitting starts the workers: do it before the progress bar starts its refresh
+            # thread, so no thread is running when the process forks.
+            futures = {pool.submit(_run_batch, job, batch): len(batch) for batch in batches}
+            with make_progress() as progress:
+                task = progress.add_task(description, total=patients)
                 for fut in as_completed(futures):
                     results.extend(fut.result())
                     progress.advance(task, futures[fut])

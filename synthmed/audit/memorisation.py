@@ -1,0 +1,225 @@
+"""Memorisation: is any synthetic image a (possibly disguised) copy of a training image?
+
+Per synthetic image: its nearest training image in a given space and the distance; it is FLAGGED
+when that distance is below a threshold calibrated on real non-members, or below a hard copy bound.
+
+Calibration. A holdout image (a patient the model never saw) has a nearest training image too;
+those distances show how close an honest, unseen image gets to the training set by chance. The
+threshold is the order statistic X_(j) of the n holdout->train nearest distances with
+j = max(1, floor(q (n + 1))), q = `quantile` (default 0.001), and an image is flagged when its
+distance is strictly below it. For an image exchangeable with the holdout (a non-member), the
+probability of being flagged is then j / (n + 1) <= max(q, 1 / (n + 1)); that rate is reported as
+`expected_false_flag_rate`. With fewer than 1/q - 1 holdout images the quantile q cannot be reached
+(the threshold is then the holdout minimum) and `note` says so.
+
+Distance-to-closest-record share (DCR test; Platzer & Reutterer 2021). For each synthetic image:
+is its nearest real record a training image or a holdout image? If the generator had learned the
+population but not the individuals, a synthetic image would be like a fresh draw from that
+population, and by exchangeability its nearest neighbour among the n_train + n_holdout real images
+is a training image with probability n_train / (n_train + n_holdout): that is the NULL RATE (0.5
+only when the two sets are the same size). A share significantly above it (exact binomial test,
+Clopper-Pearson interval) means synthetic images sit nearer to the training records than unseen
+data would: memorisation or overfitting. Exact ties count half (every second tie goes each way).
+The null assumes train and holdout images come from the same population, which a by-patient random
+split gives up to the clustering of images within patients.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+from scipy import stats as _st
+
+from synthmed.audit.neighbours import nearest
+from synthmed.audit.stats import clopper_pearson
+
+# A near-exact copy in PixelEmbedder space: RMS intensity difference below 1 % of the range.
+PIXEL_HARD_COPY_BOUND = 0.01
+# A near-exact copy in aligned (rank) space: see registration.aligned_distance.
+ALIGNED_HARD_COPY_BOUND = 0.01
+
+
+@dataclass
+class MemorisationResult:
+    space: str
+    nearest_train: np.ndarray          # (n_synth,) row of the train set passed in
+    distance: np.ndarray               # (n_synth,) distance to that training image
+    holdout_distance: np.ndarray       # (n_synth,) distance to the nearest holdout image
+    flagged: np.ndarray                # (n_synth,) bool
+    reason: list[str]                  # "" | "below holdout threshold" | "near-exact copy"
+    threshold: float
+    quantile: float
+    threshold_rank: int                # j: the threshold is the j-th smallest holdout distance
+    expected_false_flag_rate: float
+    hard_copy_bound: float | None
+    calibration_distances: np.ndarray  # (n_holdout,) holdout -> nearest train
+    closer_to_train: dict[str, Any] = field(default_factory=dict)
+    note: str = ""
+
+    @property
+    def n_flagged(self) -> int:
+        return int(self.flagged.sum())
+
+    def to_dict(self, per_image: bool = False) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "space": self.space, "n_synthetic": int(self.flagged.size), "n_flagged": self.n_flagged,
+            "flagged_share": float(self.flagged.mean()) if self.flagged.size else 0.0,
+            "threshold": self.threshold, "quantile": self.quantile,
+            "threshold_rank": self.threshold_rank,
+            "expected_false_flag_rate": self.expected_false_flag_rate,
+            "hard_copy_bound": self.hard_copy_bound, "n_holdout": int(self.calibration_distances.size),
+            "holdout_distance_quantiles": {
+                str(p): float(np.quantile(self.calibration_distances, p)) for p in (0.0, 0.01, 0.5)},
+            "synthetic_distance_quantiles": {
+                str(p): float(np.quantile(self.distance, p)) for p in (0.0, 0.01, 0.5)},
+            "closer_to_train": self.closer_to_train, "note": self.note,
+        }
+        if per_image:
+            d["per_image"] = [{"nearest_train": int(i), "distance": float(x), "flagged": bool(f),
+                               "reason": r} for i, x, f, r in
+                              zip(self.nearest_train, self.distance, self.flagged, self.reason)]
+        return d
+
+
+def holdout_threshold(calibration: np.ndarray, quantile: float) -> tuple[float, int, float, str]:
+    """(threshold, j, expected false-flag rate, note) from holdout->train nearest distances."""
+    cal = np.sort(np.asarray(calibration, dtype=np.float64))
+    n = cal.size
+    if n == 0:
+        raise ValueError("no holdout distances to calibrate the memorisation threshold on")
+    if not 0 < quantile < 1:
+        raise ValueError(f"quantile must be in (0, 1), got {quantile}")
+    j = max(1, int(math.floor(quantile * (n + 1))))
+    note = ""
+    if quantile * (n + 1) < 1:
+        note = (f"{n} holdout images cannot calibrate the {quantile:g} quantile (needs at least "
+                f"{math.ceil(1 / quantile) - 1}); the threshold is the holdout minimum and a "
+                f"non-member image is flagged with probability about 1/{n + 1}")
+    return float(cal[j - 1]), j, j / (n + 1), note
+
+
+def closer_to_train_test(d_train: np.ndarray, d_holdout: np.ndarray, n_train: int, n_holdout: int,
+                         alpha: float = 0.05) -> dict[str, Any]:
+    """Share of synthetic images nearer to train than to holdout, its exact CI, null rate, p-value."""
+    d_train = np.asarray(d_train, dtype=np.float64)
+    d_holdout = np.asarray(d_holdout, dtype=np.float64)
+    n = int(d_train.size)
+    less = int(np.sum(d_train < d_holdout))
+    ties = int(np.sum(d_train == d_holdout))
+    k = less + ties // 2
+    null = n_train / (n_train + n_holdout)
+    p = float(_st.binomtest(k, n, null, alternative="greater").pvalue) if n else 1.0
+    return {"share": k / n if n else float("nan"), "k": k, "n": n, "ties": ties,
+            "ci": list(clopper_pearson(k, n, alpha)), "alpha": alpha, "null_rate": null,
+            "p_value_greater": p, "n_train": int(n_train), "n_holdout": int(n_holdout)}
+
+
+def memorisation_from_distances(d_synth_train: np.ndarray, i_synth_train: np.ndarray,
+                                d_synth_holdout: np.ndarray, d_holdout_train: np.ndarray, *,
+                                n_train: int, n_holdout: int, quantile: float = 0.001,
+                                hard_copy_bound: float | None = None, alpha: float = 0.05,
+                                space: str = "embedding") -> MemorisationResult:
+    """The decision and the DCR test from precomputed nearest distances (any distance)."""
+    d = np.asarray(d_synth_train, dtype=np.float64).ravel()
+    thr, j, rate, note = holdout_threshold(d_holdout_train, quantile)
+    below = d < thr
+    exact = d <= hard_copy_bound if hard_copy_bound is not None else np.zeros_like(below)
+    reason = ["near-exact copy" if e else ("below holdout threshold" if b else "")
+              for e, b in zip(exact, below)]
+    return MemorisationResult(
+        space=space, nearest_train=np.asarray(i_synth_train, dtype=np.int64).ravel(), distance=d,
+        holdout_distance=np.asarray(d_synth_holdout, dtype=np.float64).ravel(),
+        flagged=below | exact, reason=reason, threshold=thr, quantile=quantile, threshold_rank=j,
+        expected_false_flag_rate=rate, hard_copy_bound=hard_copy_bound,
+        calibration_distances=np.asarray(d_holdout_train, dtype=np.float64).ravel(),
+        closer_to_train=closer_to_train_test(d, d_synth_holdout, n_train, n_holdout, alpha),
+        note=note)
+
+
+def memorisation(synth_emb: np.ndarray, train_emb: np.ndarray, holdout_emb: np.ndarray, *,
+                 quantile: float = 0.001, hard_copy_bound: float | None = None, alpha: float = 0.05,
+                 space: str = "embedding") -> MemorisationResult:
+    """Memorisation check in one embedding space (rows = images; Euclidean distance).
+
+    hard_copy_bound: distances at or below it are flagged regardless of calibration ("near-exact
+    copy"); in PixelEmbedder space `PIXEL_HARD_COPY_BOUND` (1 % RMS) is a sensible value; None
+    disables it.
+    """
+    d_st, i_st = nearest(synth_emb, train_emb, k=1)
+    d_sh, _ = nearest(synth_emb, holdout_emb, k=1)
+    d_ht, _ = nearest(holdout_emb, train_emb, k=1)
+    return memorisation_from_distances(d_st[:, 0], i_st[:, 0], d_sh[:, 0], d_ht[:, 0],
+                                       n_train=len(train_emb), n_holdout=len(holdout_emb),
+                                       quantile=quantile, hard_copy_bound=hard_copy_bound,
+                                       alpha=alpha, space=space)
+
+
+def _candidates(query_spaces: Sequence[np.ndarray], base_spaces: Sequence[np.ndarray], k: int) -> np.ndarray:
+    """Union of the k nearest base rows in each space (duplicates kept: they cost little)."""
+    return np.concatenate([nearest(q, b, k=min(k, len(b)))[1] for q, b in zip(query_spaces, base_spaces)], axis=1)
+
+
+def _best_aligned(queries: np.ndarray, base: np.ndarray, cand: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    from synthmed.audit.registration import aligned_distance
+
+    cand = np.sort(cand, axis=1)
+    # drop repeated candidates of a row (set to -1) so each pair is registered once
+    dup = np.zeros_like(cand, dtype=bool)
+    dup[:, 1:] = cand[:, 1:] == cand[:, :-1]
+    rows, cols = np.nonzero(~dup)
+    d = aligned_distance(queries[rows], base[cand[rows, cols]])
+    full = np.full(cand.shape, np.inf)
+    full[rows, cols] = d
+    best = np.lexsort((cand, full), axis=-1)[:, 0]
+    r = np.arange(cand.shape[0])
+    return full[r, best], cand[r, best]
+
+
+def copy_search(synth_images: np.ndarray, train_images: np.ndarray, holdout_images: np.ndarray,
+                spaces: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], *, k: int = 3,
+                quantile: float = 0.001, hard_copy_bound: float | None = ALIGNED_HARD_COPY_BOUND,
+                alpha: float = 0.05, with_holdout_share: bool = True) -> MemorisationResult:
+    """Memorisation in ALIGNED pixel space: sees through flips, rotations, crops, gamma and noise.
+
+    For every synthetic image the `k` nearest training images in each of `spaces` (a list of
+    (synth_emb, train_emb, holdout_emb), e.g. pixel and contrastive-encoder embeddings) are
+    candidates; each is registered onto the synthetic image (`registration.aligned_distance`) and
+    the closest after alignment is its nearest training image. The holdout images go through the
+    identical procedure (their candidates among the training images) to calibrate the threshold,
+    so the alignment's power to make unrelated images look alike is priced in.
+    with_holdout_share: also register against holdout candidates for the DCR share (doubles the cost).
+    """
+    synth_images, train_images, holdout_images = (np.asarray(a) for a in (synth_images, train_images, holdout_images))
+    cand_st = _candidates([s[0] for s in spaces], [s[1] for s in spaces], k)
+    d_st, i_st = _best_aligned(synth_images, train_images, cand_st)
+    cand_ht = _candidates([s[2] for s in spaces], [s[1] for s in spaces], k)
+    d_ht, _ = _best_aligned(holdout_images, train_images, cand_ht)
+    if with_holdout_share:
+        cand_sh = _candidates([s[0] for s in spaces], [s[2] for s in spaces], k)
+        d_sh, _ = _best_aligned(synth_images, holdout_images, cand_sh)
+    else:
+        d_sh = np.full(d_st.shape, np.nan)
+    res = memorisation_from_distances(d_st, i_st, d_sh, d_ht, n_train=len(train_images),
+                                      n_holdout=len(holdout_images), quantile=quantile,
+                                      hard_copy_bound=hard_copy_bound, alpha=alpha, space="aligned")
+    if not with_holdout_share:
+        res.closer_to_train = {"note": "not computed (with_holdout_share=False)"}
+    return res
+
+
+def combine(results: Sequence[MemorisationResult]) -> tuple[np.ndarray, list[str]]:
+    """Flag an image when any space flags it; reasons name the spaces.
+
+    Each space's false-flag rate adds up (union bound): with m spaces a non-member is flagged with
+    probability up to the sum of their `expected_false_flag_rate`s.
+    """
+    flagged = np.zeros_like(results[0].flagged)
+    reasons: list[list[str]] = [[] for _ in range(flagged.size)]
+    for r in results:
+        flagged |= r.flagged
+        for i in np.nonzero(r.flagged)[0]:
+            reasons[i].append(f"{r.space}: {r.reason[i]}")
+    return flagged, ["; ".join(x) for x in reasons]
