@@ -153,7 +153,8 @@ def phase_evaluate(args) -> None:
     # Grids: one row per condition (unconditional, no finding, top findings), real rows alike.
     ncol = args.grid_cols
     rows_s = [unc[:ncol], none[:ncol]] + [cond_sets[lab][:ncol] for lab in top]
-    save_grid(np.concatenate(rows_s), args.fig_dir / "cxr_samples.png", ncol=ncol)
+    scale = max(1, 64 // max(ds.shape))  # 32x32 images are enlarged to be seen
+    save_grid(np.concatenate(rows_s), args.fig_dir / "cxr_samples.png", ncol=ncol, scale=scale)
     real_rows = [x_ho[rng.permutation(x_ho.shape[0])[:ncol]],
                  x_ho[np.flatnonzero(y_ho.sum(1) == 0)[:ncol]]]
     for lab in top:
@@ -163,7 +164,7 @@ def phase_evaluate(args) -> None:
             real_rows.append(np.concatenate([x_ho[pos], x_tr[extra]]))
         else:
             real_rows.append(x_ho[pos[:ncol]])
-    save_grid(np.concatenate(real_rows), args.fig_dir / "cxr_real.png", ncol=ncol)
+    save_grid(np.concatenate(real_rows), args.fig_dir / "cxr_real.png", ncol=ncol, scale=scale)
 
     result = {"rows": ["unconditional", "no finding"] + top, "label_rates": rates,
               "fidelity": fid, "sampling_seconds": timings, "n_per_condition": args.n,

@@ -44,7 +44,7 @@ def nih(tmp_path_factory):
     from synthmed.audit.embeddings import ContrastiveEncoder
 
     train = np.asarray(ds.images[ds.indices("train")])
-    enc = ContrastiveEncoder(2, ds.shape, dim=64, seed=0).fit(train, steps=20, batch_size=64)
+    enc = ContrastiveEncoder(2, ds.shape, dim=64, seed=0).fit(train, steps=10, batch_size=64)
     enc.save(root / "encoder")
     return {"root": root, "dataset": ds_dir, "ds": ds, "encoder": root / "encoder"}
 
@@ -83,6 +83,11 @@ def test_holdout_images_as_synthetic_pass(nih):
     res = _audit(nih, "holdout", _split_images(nih["ds"], "holdout"))
     assert res.verdict.verdict == "pass", [r.explanation for r in res.verdict.failed_rules()]
     assert res.audit["memorisation"]["n_hard_copies"] == 0
+    # no identifying value in any output: pseudonyms appear only as list hashes
+    text = (res.out / "audit.json").read_text() + (res.out / "report.html").read_text()
+    for p in nih["ds"].patients():
+        assert p not in text
+    assert "00000001_000" not in text and ".png" not in text
 
 
 def test_memorising_generator_fails_with_high_auc(nih):
@@ -107,8 +112,8 @@ def test_filter_removes_the_copies_and_the_rest_passes(nih):
     ds = nih["ds"]
     train = _split_images(ds, "train")
     ref = _split_images(ds, "reference")
-    planted = [3, 50, 97, 151, 222]
-    images = mixture_sampler(ref, 240, seed=3)
+    planted = [3, 50, 97, 121, 155]
+    images = mixture_sampler(ref, 160, seed=3)
     for k, i in enumerate(planted):
         images[i] = train[10 * k]
     res = _audit(nih, "filter", images, filter=True)
@@ -118,17 +123,9 @@ def test_filter_removes_the_copies_and_the_rest_passes(nih):
     assert removed[0] == "synthetic_index,reason,nearest_train_distance"
     assert sorted(int(line.split(",")[0]) for line in removed[1:]) == planted
     kept = np.load(res.out / "filtered" / "cohort" / "images.npy")
-    assert kept.shape[0] == 240 - len(planted)
+    assert kept.shape[0] == 160 - len(planted)
     on_disk = json.loads((res.out / "audit.json").read_text())
     assert on_disk["filter"]["verdict"] == "pass" and on_disk["filter"]["n_removed"] == len(planted)
-
-
-def test_outputs_hold_no_pseudonyms_or_source_names(nih):
-    res = _audit(nih, "privacy", _split_images(nih["ds"], "holdout")[:60])
-    text = (res.out / "audit.json").read_text() + (res.out / "report.html").read_text()
-    for p in nih["ds"].patients():
-        assert p not in text
-    assert "00000001_000" not in text and ".png" not in text
 
 
 def test_same_seed_gives_identical_audit_json(tmp_path):

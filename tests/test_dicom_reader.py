@@ -250,8 +250,12 @@ def test_policy_switches(tmp_path):
     imgs = load_series(find_dicom_series([path])[0][0], DEID, allow_burned_in=True,
                        allowed_modalities=frozenset({"US"}))
     assert imgs[0].array.shape == (256, 256)
-    with pytest.raises(RefusedInput, match="not in the allowed"):
-        load_series(find_dicom_series([path])[0][0], DEID, allowed_modalities=frozenset({"CT"}))
+    with pytest.raises(RefusedInput, match="modality US is refused"):
+        load_series(find_dicom_series([path])[0][0], DEID, allow_burned_in=True,
+                    allowed_modalities=frozenset({"SC"}))
+    # Allowing one default-refused modality does not refuse the ordinary ones.
+    mr = _copy_one(tmp_path, "mr.dcm")
+    assert load_series(find_dicom_series([mr])[0][0], DEID, allowed_modalities=frozenset({"US"}))
 
 
 def test_single_2d_image_and_series_picklable(tmp_path):

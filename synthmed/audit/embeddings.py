@@ -70,6 +70,27 @@ class PixelEmbedder:
         return x / np.float32(np.sqrt(x.shape[1]))
 
 
+class CoarsePixelEmbedder:
+    """The image area-downsampled to `size` per axis and standardised (zero mean, unit variance).
+
+    Shifts of a few % and brightness / contrast changes barely move it, and `flip=True` embeds the
+    left-right mirror image: searching with both finds mirrored copies. Used to propose candidates
+    for `synthmed.audit.memorisation.copy_search`, not as a distance in its own right.
+    """
+
+    def __init__(self, size: int = 8, flip: bool = False):
+        self.size, self.flip = size, flip
+        self.name = f"coarse{size}" + ("-flipped" if flip else "")
+
+    def embed(self, images: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)).unsqueeze(1)
+        if self.flip:
+            x = x.flip(-1)
+        x = F.interpolate(x, size=tuple(min(self.size, s) for s in x.shape[2:]), mode="area").flatten(1)
+        x = (x - x.mean(1, keepdim=True)) / (x.std(1, keepdim=True) + 1e-6)
+        return x.numpy().astype(np.float32)
+
+
 # --------------------------------------------------------------------------------- networks
 class SmallCNN(nn.Module):
     """Strided conv stack -> global average pool -> linear: fast on CPU, 2D or 3D by spatial_dims."""

@@ -162,51 +162,78 @@ def _candidates(query_spaces: Sequence[np.ndarray], base_spaces: Sequence[np.nda
     return np.concatenate([nearest(q, b, k=min(k, len(b)))[1] for q, b in zip(query_spaces, base_spaces)], axis=1)
 
 
-def _best_aligned(queries: np.ndarray, base: np.ndarray, cand: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _best_aligned(queries: np.ndarray, base: np.ndarray, cand: np.ndarray, keep: int) -> tuple[np.ndarray, np.ndarray]:
+    """Register each query onto its candidates; return the best (distance, base row) per query.
+
+    A cascade keeps it affordable: every candidate is first registered on an 8-voxel grid (1/4 of
+    the cost), and only the `keep` best per query go through the full search.
+    """
     from synthmed.audit.registration import aligned_distance
 
     cand = np.sort(cand, axis=1)
-    # drop repeated candidates of a row (set to -1) so each pair is registered once
     dup = np.zeros_like(cand, dtype=bool)
     dup[:, 1:] = cand[:, 1:] == cand[:, :-1]
     rows, cols = np.nonzero(~dup)
-    d = aligned_distance(queries[rows], base[cand[rows, cols]])
     full = np.full(cand.shape, np.inf)
-    full[rows, cols] = d
+    if keep < cand.shape[1]:
+        full[rows, cols] = aligned_distance(queries[rows], base[cand[rows, cols]], search_size=8, final_size=8)
+        order = np.lexsort((cand, full), axis=-1)[:, :keep]
+        cand = np.take_along_axis(cand, order, 1)
+        full = np.where(np.isfinite(np.take_along_axis(full, order, 1)), 0.0, np.inf)
+        rows, cols = np.nonzero(np.isfinite(full))
+    full[rows, cols] = aligned_distance(queries[rows], base[cand[rows, cols]])
     best = np.lexsort((cand, full), axis=-1)[:, 0]
     r = np.arange(cand.shape[0])
     return full[r, best], cand[r, best]
 
 
 def copy_search(synth_images: np.ndarray, train_images: np.ndarray, holdout_images: np.ndarray,
-                spaces: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], *, k: int = 3,
-                quantile: float = 0.001, hard_copy_bound: float | None = ALIGNED_HARD_COPY_BOUND,
-                alpha: float = 0.05, with_holdout_share: bool = True) -> MemorisationResult:
-    """Memorisation in ALIGNED pixel space: sees through flips, rotations, crops, gamma and noise.
+                spaces: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]] = (), *, k: int = 8,
+                k_coarse: int = 4, keep: int = 3, quantile: float = 0.001,
+                hard_copy_bound: float | None = ALIGNED_HARD_COPY_BOUND, alpha: float = 0.05,
+                with_holdout_share: bool = False) -> MemorisationResult:
+    """Memorisation in ALIGNED pixel space: sees through flips, rotations, crops, shifts, gamma, noise.
 
-    For every synthetic image the `k` nearest training images in each of `spaces` (a list of
-    (synth_emb, train_emb, holdout_emb), e.g. pixel and contrastive-encoder embeddings) are
-    candidates; each is registered onto the synthetic image (`registration.aligned_distance`) and
-    the closest after alignment is its nearest training image. The holdout images go through the
-    identical procedure (their candidates among the training images) to calibrate the threshold,
-    so the alignment's power to make unrelated images look alike is priced in.
+    Candidates for every synthetic image: its `k_coarse` nearest training images in a coarse
+    8-voxel pixel space, searched with the image and its mirror (finds flipped copies), plus its `k`
+    nearest in each of `spaces` (a list of (synth_emb, train_emb, holdout_emb), e.g. the contrastive
+    encoder: finds rotated, cropped, shifted copies). Each candidate is registered onto the
+    synthetic image (`registration.aligned_distance`, via a cascade keeping the `keep` best) and the
+    closest after alignment is its nearest training image. The holdout images go through the
+    identical procedure to calibrate the threshold, so the alignment's power to make unrelated
+    images look alike is priced in.
     with_holdout_share: also register against holdout candidates for the DCR share (doubles the cost).
+    Measured on NIH chest X-rays (tests/test_audit_memorisation.py): exact, flipped, rotated,
+    shifted, cropped, gamma-changed and noisy copies come out at 0.000-0.02 RMS, unseen patients at
+    >= 0.025.
     """
+    from synthmed.audit.embeddings import CoarsePixelEmbedder
+
     synth_images, train_images, holdout_images = (np.asarray(a) for a in (synth_images, train_images, holdout_images))
-    cand_st = _candidates([s[0] for s in spaces], [s[1] for s in spaces], k)
-    d_st, i_st = _best_aligned(synth_images, train_images, cand_st)
-    cand_ht = _candidates([s[2] for s in spaces], [s[1] for s in spaces], k)
-    d_ht, _ = _best_aligned(holdout_images, train_images, cand_ht)
+    plain, mirror = CoarsePixelEmbedder(8), CoarsePixelEmbedder(8, flip=True)
+    c_train = plain.embed(train_images)
+
+    def cands(queries: np.ndarray, which: int, base_coarse: np.ndarray) -> np.ndarray:
+        parts = [nearest(plain.embed(queries), base_coarse, k=min(k_coarse, len(base_coarse)))[1],
+                 nearest(mirror.embed(queries), base_coarse, k=min(k_coarse, len(base_coarse)))[1]]
+        base_idx = 1 if base_coarse is c_train else 2
+        for sp in spaces:
+            parts.append(nearest(sp[which], sp[base_idx], k=min(k, len(sp[base_idx])))[1])
+        return np.concatenate(parts, axis=1)
+
+    d_st, i_st = _best_aligned(synth_images, train_images, cands(synth_images, 0, c_train), keep)
+    d_ht, _ = _best_aligned(holdout_images, train_images, cands(holdout_images, 2, c_train), keep)
     if with_holdout_share:
-        cand_sh = _candidates([s[0] for s in spaces], [s[2] for s in spaces], k)
-        d_sh, _ = _best_aligned(synth_images, holdout_images, cand_sh)
+        c_hold = plain.embed(holdout_images)
+        d_sh, _ = _best_aligned(synth_images, holdout_images, cands(synth_images, 0, c_hold), keep)
     else:
         d_sh = np.full(d_st.shape, np.nan)
     res = memorisation_from_distances(d_st, i_st, d_sh, d_ht, n_train=len(train_images),
                                       n_holdout=len(holdout_images), quantile=quantile,
                                       hard_copy_bound=hard_copy_bound, alpha=alpha, space="aligned")
     if not with_holdout_share:
-        res.closer_to_train = {"note": "not computed (with_holdout_share=False)"}
+        res.closer_to_train = {"note": "not computed in aligned space (with_holdout_share=False); "
+                                       "see the embedding spaces"}
     return res
 
 

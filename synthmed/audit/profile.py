@@ -98,7 +98,11 @@ class AuditProfile(StrictConfig):
     def n_statistical_rules(self, n_attacks: int | None = None) -> int:
         """How many rules decide from an interval (the Bonferroni divisor)."""
         n = n_attacks if n_attacks is not None else len(self.attacks.attacks) * len(self.attacks.spaces)
-        return 2 * n + 1  # AUC and TPR per attack, plus the memorisation rate
+        # AUC and TPR per attack, plus the memorisation rate. The DCR share (synthetic images
+        # nearer to train than to holdout) is reported but not a rule: images cluster within
+        # patients, so its binomial interval is too narrow and it failed a generator that never
+        # saw the members on NIH (78.5 % vs a 69.2 % null, tests/test_audit_run.py).
+        return 2 * n + 1
 
     def decision_alpha(self, n_attacks: int | None = None) -> float:
         """Per-interval alpha so that all decisions together hold at `confidence`."""

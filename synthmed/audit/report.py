@@ -235,7 +235,15 @@ def render(data: ReportData) -> str:
                  f"synthetic images are flagged as too close to a training image ({m['n_hard_copies']} "
                  f"hard copies); flag threshold {m['threshold']:.4g} (pixel distance). Shown: the "
                  f"{len(data.gallery)} closest pairs, by synthetic index and training-split position "
-                 "(no patient identifiers).</p><div class='gallery'>")
+                 "(no patient identifiers).</p>")
+    share = m.get("closer_to_train") or {}
+    if "share" in share and share.get("n"):
+        parts.append(f"<p>For context (not a rule): {100 * share['share']:.1f} % of synthetic images have a "
+                     f"training image rather than a holdout image as their closest real image; "
+                     f"{100 * share['null_rate']:.1f} % would be expected if images were independent, but "
+                     "images of one patient resemble each other, so this share varies more than that "
+                     "suggests.</p>")
+    parts.append("<div class='gallery'>")
     for g in data.gallery:
         flag = "<div class='flag'>flagged</div>" if g["flagged"] else ""
         parts.append(f"<div class='pair'><div>#{g['rank']}: distance {g['distance']:.3g}</div>"

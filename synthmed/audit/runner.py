@@ -202,33 +202,28 @@ def measure_attack(attack: str, space: str, image_scores: np.ndarray, image_pati
 def measure_memorisation(synth_pix: np.ndarray, train_pix: np.ndarray, holdout_pix: np.ndarray,
                          profile: AuditProfile, alpha: float):
     """Near-copies in pixel space (where a copy is a copy, whatever the encoder learned)."""
+    from scipy import stats as st
+
     from synthmed.audit import memorisation as mem
     from synthmed.audit import stats
 
-    kwargs: dict[str, Any] = {"quantile": profile.memorisation.quantile}
-    if profile.memorisation.hard_copy_bound is not None:
-        kwargs["hard_copy_bound"] = profile.memorisation.hard_copy_bound
-    res = mem.memorisation(synth_pix, train_pix, holdout_pix, **kwargs)
+    bound = profile.memorisation.hard_copy_bound
+    res = mem.memorisation(synth_pix, train_pix, holdout_pix, quantile=profile.memorisation.quantile,
+                           hard_copy_bound=mem.PIXEL_HARD_COPY_BOUND if bound is None else bound,
+                           alpha=alpha, space="pixel")
     flagged = np.asarray(res.flagged, dtype=bool)
-    n_flag = int(flagged.sum())
-    n_syn = int(flagged.size)
-    hard = np.asarray(getattr(res, "hard_copy"), dtype=bool)
-    null_k, null_n = _null_counts(res, holdout_pix.shape[0])
+    n_flag, n_syn = int(flagged.sum()), int(flagged.size)
+    n_hold = int(np.asarray(res.calibration_distances).size)
+    j = int(res.threshold_rank)
+    # The threshold is the j-th smallest of n holdout distances, so the chance that an unseen image
+    # falls below it is F(X_(j)) ~ Beta(j, n + 1 - j): its mean is the null rate j / (n + 1), its
+    # quantiles are how far this holdout's threshold may sit from that.
+    null_ci = (float(st.beta.ppf(alpha / 2, j, n_hold + 1 - j)), float(st.beta.ppf(1 - alpha / 2, j, n_hold + 1 - j)))
     measure = MemorisationMeasure(
         n_synthetic=n_syn, n_flagged=n_flag, rate_ci=stats.clopper_pearson(n_flag, n_syn, alpha),
-        null_rate=null_k / null_n if null_n else 0.0, null_ci=stats.clopper_pearson(null_k, null_n, alpha),
-        n_hard_copies=int(hard.sum()), threshold=float(res.threshold))
+        null_rate=float(res.expected_false_flag_rate), null_ci=null_ci,
+        n_hard_copies=sum(1 for r in res.reason if r == "near-exact copy"), threshold=float(res.threshold))
     return res, measure
-
-
-def _null_counts(res, n_holdout: int) -> tuple[int, int]:
-    """(k, n) of the null rate: holdout images flagged by the same threshold."""
-    k = getattr(res, "null_flagged", None)
-    n = getattr(res, "null_n", None)
-    if k is not None and n is not None:
-        return int(k), int(n)
-    rate = float(res.null_rate)
-    return int(round(rate * n_holdout)), int(n_holdout)
 
 
 # ----------------------------------------------------------------------------------- driver
@@ -345,8 +340,8 @@ def _quantiles(x: np.ndarray) -> dict[str, float]:
 
 def _gallery(inputs: Inputs, mem_res, n: int) -> list[dict[str, Any]]:
     """The n closest synthetic / training pairs (by pixel distance), as indices and images."""
-    d = np.asarray(mem_res.nearest_train_distance, dtype=np.float64)
-    j = np.asarray(mem_res.nearest_train_index, dtype=np.int64)
+    d = np.asarray(mem_res.distance, dtype=np.float64)
+    j = np.asarray(mem_res.nearest_train, dtype=np.int64)
     order = np.lexsort((np.arange(d.size), d))[:n]
     flagged = np.asarray(mem_res.flagged, dtype=bool)
     return [{"rank": r + 1, "synthetic_index": int(i), "train_rank_index": int(j[i]),
@@ -358,17 +353,13 @@ def _gallery(inputs: Inputs, mem_res, n: int) -> list[dict[str, Any]]:
 def _audit_json(prof, inputs, verdict, runs, mem_res, mem, skipped, seed, dataset_fp, cohort_fp,
                 alpha, encoder_given, embedder, dist) -> dict[str, Any]:
     flagged = np.asarray(mem_res.flagged, dtype=bool)
-    reasons = getattr(mem_res, "reason", None)
-    flagged_list = []
-    for i in np.nonzero(flagged)[0]:
-        flagged_list.append({"synthetic_index": int(i),
-                             "nearest_train_distance": float(mem_res.nearest_train_distance[i]),
-                             "reason": str(reasons[i]) if reasons is not None else "flagged"})
-    mem_extra = {}
-    for key in ("dcr_share", "dcr_share_ci", "null_share", "hard_copy_bound"):
-        if hasattr(mem_res, key):
-            v = getattr(mem_res, key)
-            mem_extra[key] = list(v) if isinstance(v, tuple) else v
+    flagged_list = [{"synthetic_index": int(i), "train_position": int(mem_res.nearest_train[i]),
+                     "nearest_train_distance": float(mem_res.distance[i]), "reason": str(mem_res.reason[i])}
+                    for i in np.nonzero(flagged)[0]]
+    core = mem_res.to_dict()
+    mem_extra = {k: core[k] for k in ("quantile", "threshold_rank", "hard_copy_bound", "n_holdout",
+                                      "holdout_distance_quantiles", "synthetic_distance_quantiles",
+                                      "closer_to_train", "note") if k in core}
     eps = [r.record["empirical_epsilon"] for r in runs]
     return {
         "schema": AUDIT_SCHEMA,

@@ -1,1 +1,66 @@
-"""`synthmed sample` (not written yet)."""
+"""`synthmed sample RUN --n N --out COHORT [--seed S] [--steps K] [--sampler dpm++] ...`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from synthmed.cli.app import app
+from synthmed.errors import InputError
+
+
+def parse_label_rates(text: str | None) -> dict[str, float] | None:
+    """'Effusion=0.3,Mass=0.1' -> {'Effusion': 0.3, 'Mass': 0.1}."""
+    if not text:
+        return None
+    out: dict[str, float] = {}
+    for part in text.split(","):
+        name, sep, value = part.partition("=")
+        try:
+            if not sep:
+                raise ValueError
+            out[name.strip()] = float(value)
+        except ValueError:
+            raise InputError(f"--labels: {part!r} is not NAME=RATE (e.g. Effusion=0.3)") from None
+    return out
+
+
+def parse_age_range(text: str | None) -> tuple[float, float] | None:
+    if not text:
+        return None
+    lo, sep, hi = text.partition("-")
+    try:
+        if not sep:
+            raise ValueError
+        return float(lo), float(hi)
+    except ValueError:
+        raise InputError(f"--age: {text!r} is not a range like 40-80") from None
+
+
+@app.command("sample")
+def sample_cmd(
+    run: Path = typer.Argument(..., help="run folder written by `synthmed train`"),
+    n: int = typer.Option(..., "--n", help="number of virtual patients"),
+    out: Path = typer.Option(..., "--out", "-o", help="cohort folder to write"),
+    seed: int = typer.Option(0, "--seed"),
+    steps: Optional[int] = typer.Option(None, "--steps", help="sampler steps (default: the model's)"),
+    sampler: str = typer.Option("dpm++", "--sampler", help="dpm++ | ddim | ddpm"),
+    labels: Optional[str] = typer.Option(None, "--labels", help='label rates, e.g. "Effusion=0.3,Mass=0.1"'),
+    age: Optional[str] = typer.Option(None, "--age", help="age range in years, e.g. 40-80"),
+    sex_ratio: Optional[float] = typer.Option(None, "--sex-ratio", help="share of females, 0-1"),
+    guidance: Optional[float] = typer.Option(None, "--guidance", help="classifier-free guidance scale"),
+    batch_size: int = typer.Option(64, "--batch-size"),
+) -> None:
+    """Generate a synthetic cohort from a trained model."""
+    from synthmed.generate import generate_cohort
+    from synthmed.models import load
+    from synthmed.progress import console
+
+    model = load(run)
+    path = generate_cohort(model, n, out, label_rates=parse_label_rates(labels),
+                           age_range=parse_age_range(age), sex_ratio=sex_ratio, seed=seed,
+                           steps=steps, sampler=sampler, guidance_scale=guidance,
+                           batch_size=batch_size)
+    console.print(f"wrote {n} synthetic images ({sampler}) -> {path}")

@@ -1,1 +1,33 @@
-"""`synthmed train` (not written yet)."""
+"""`synthmed train DATASET --config F --out RUN [--resume]`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from synthmed.cli.app import app
+
+
+@app.command("train")
+def train_cmd(
+    dataset: Path = typer.Argument(..., help="dataset folder written by `synthmed ingest`"),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="training YAML (see configs/)"),
+    out: Path = typer.Option(..., "--out", "-o", help="run folder to write"),
+    resume: bool = typer.Option(False, "--resume", help="continue from the run's last checkpoint"),
+    steps: Optional[int] = typer.Option(None, "--steps", help="override the config's steps"),
+) -> None:
+    """Train a conditional diffusion model on the dataset's train split (the holdout is never read)."""
+    from synthmed.config import load_config
+    from synthmed.models import TrainConfig, train
+
+    cfg = load_config(config, TrainConfig, overrides={"steps": steps} if steps else None)
+    run = train(dataset, cfg, out, resume=resume)
+    from synthmed.progress import console
+    import json
+
+    card = json.loads((run / "model_card.json").read_text()) if (run / "model_card.json").is_file() else {}
+    if card:
+        console.print(f"trained {card.get('steps')} steps; final loss {card.get('final_loss'):.4f}; "
+                      f"model {card.get('model_sha256', '')[:12]} -> {run}")

@@ -36,7 +36,7 @@ class Prepared:
     shapes: list[tuple[int, ...]]      # original shape of each output image
     spacings: list[tuple[float, ...]]  # original spacing of each output image
     window: tuple[float, float]        # intensity mapped to 0 and 1
-    raw_range: tuple[float, float]     # min / max of the input before normalisation
+    raw_range: tuple[float, float]     # min / max before normalisation (of the strided sample)
 
 
 def _sample(array: np.ndarray) -> np.ndarray:

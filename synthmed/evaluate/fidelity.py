@@ -16,6 +16,7 @@ of the same distribution, so compare a synthetic set against `real_vs_real` at t
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -57,8 +58,14 @@ def gaussian_frechet(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     mu1, mu2 = np.atleast_1d(mu1).astype(np.float64), np.atleast_1d(mu2).astype(np.float64)
     s1, s2 = np.atleast_2d(sigma1).astype(np.float64), np.atleast_2d(sigma2).astype(np.float64)
     diff = mu1 - mu2
-    covmean = linalg.sqrtm(s1 @ s2)
-    if not np.isfinite(covmean).all():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", linalg.LinAlgWarning)
+        try:
+            covmean = linalg.sqrtm(s1 @ s2)
+            ok = np.isfinite(covmean).all()
+        except (linalg.LinAlgWarning, linalg.LinAlgError):
+            ok = False
+    if not ok:
         eps = 1e-6 * np.eye(s1.shape[0])
         covmean = linalg.sqrtm((s1 + eps) @ (s2 + eps))
     covmean = np.real(covmean)  # imaginary parts are round-off for PSD inputs

@@ -45,7 +45,7 @@ from synthmed.deid import Deidentifier
 from synthmed.deid.dicom_deid import quiet_pydicom
 from synthmed.io.types import LoadedImage, RefusedInput
 
-# Modalities refused unless explicitly allowed: ultrasound and secondary/other captures are
+# Modalities refused unless listed in `allowed_modalities`: ultrasound and secondary/other captures are
 # photographs of screens more often than not (burned-in text, annotations, non-physical units).
 DEFAULT_REFUSED_MODALITIES = frozenset({"US", "SC", "OT"})
 # Not pictures of anatomy: segmentations, dose grids, structured reports, presentation states.
@@ -378,10 +378,11 @@ def _pixels(ds: Dataset, path: Path, rescale: bool = True) -> np.ndarray:
 
 
 def _refuse_by_policy(ds: Dataset, path: Path, allow_burned_in: bool, allowed: frozenset[str] | None) -> None:
+    """`allowed` lists modalities refused by default (US, SC, OT, SEG, ...) to accept anyway;
+    every other modality is accepted whatever it holds."""
     modality = _text(ds, "Modality").upper()
-    if allowed is not None:
-        if modality not in allowed:
-            raise RefusedInput(path, f"modality {modality or '(none)'} is not in the allowed modalities")
+    if allowed and modality in {m.upper() for m in allowed}:
+        pass
     elif modality in NON_IMAGE_MODALITIES:
         raise RefusedInput(path, f"modality {modality} is not an anatomical image (segmentation, dose, "
                                  "report or presentation object)")

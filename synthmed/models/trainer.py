@@ -115,11 +115,13 @@ def train(dataset: str | Path, config: TrainConfig, out: str | Path, resume: boo
     """Train on the train split of `dataset`; write the run folder `out`; return it."""
     if not isinstance(config, TrainConfig):
         raise ConfigError("train: config must be a TrainConfig (use load_config(path, TrainConfig))")
+    threads = torch.get_num_threads()
     d = _Dist(config)
     try:
         return _Run(Path(dataset), config, Path(out), resume, d).run()
     finally:
         d.close()
+        torch.set_num_threads(threads)  # `threads` applies to this run only (notebooks, tests)
 
 
 class _Run:
@@ -348,7 +350,7 @@ class _Run:
                 self.opt.step()
                 self.lr_sched.step()
                 self.ema.step(self.net.parameters())
-                window.append(d.mean(loss))
+                window.append(d.mean(loss.detach()))
                 done = step + 1
                 if done % cfg.log_every == 0 or done == cfg.steps:
                     if not math.isfinite(window[-1]):
