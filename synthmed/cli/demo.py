@@ -1,1 +1,60 @@
-"""`synthmed demo` (not written yet)."""
+"""`synthmed demo`: the whole pipeline on built-in virtual patients (a thin layer over the API)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+
+from synthmed.cli.app import app
+from synthmed.errors import InputError
+
+
+@app.command("demo")
+def demo(
+    out: Path = typer.Option(Path("demo-out"), "--out", help="Folder for every demo output."),
+    patients: int = typer.Option(120, "--patients", help="Virtual patients to make."),
+    seed: int = typer.Option(0, "--seed"),
+    fresh: bool = typer.Option(True, "--fresh/--keep",
+                               help="Start from an empty folder (only a previous demo's folder is removed)."),
+    train: bool = typer.Option(True, "--train/--no-train",
+                               help="Also train a tiny generator, sample a cohort and audit it."),
+) -> None:
+    """Make virtual patients, ingest them, train, generate a cohort and audit it, on a laptop CPU."""
+    from synthmed.demo import run_demo
+
+    console = Console()
+    if fresh and out.exists():
+        if not (out / "phantoms" / "phantoms.json").is_file():
+            raise InputError(f"{out}: exists and is not a previous demo's folder; choose another --out")
+        shutil.rmtree(out)
+
+    def show(name: str, value: Any) -> None:
+        console.print(f"[bold green]✓[/] {name}: {_describe(name, value)}")
+
+    run_demo(out, patients=patients, seed=seed, train=train, on_stage=show)
+    console.print(f"\nAll outputs are in {out}/ (open {out}/audit/report.html for the privacy audit)"
+                  if train else f"\nAll outputs are in {out}/")
+
+
+def _describe(name: str, value: Any) -> str:
+    if name == "phantoms":
+        return f"{value.patients} virtual patients, {value.files} DICOM files (fake identities)"
+    if name == "ingest":
+        splits = ", ".join(f"{k} {v.get('patients', 0)} patients" for k, v in value.splits.items())
+        return (f"{value.images} images of {value.patients} patients kept, {value.refused} files "
+                f"refused; split by patient: {splits}")
+    if name == "inspect":
+        return f"summary and contact sheet at {value['contact_sheet']}"
+    if name == "train":
+        return f"model in {value}"
+    if name == "generate":
+        return f"synthetic cohort in {value}"
+    if name == "audit":
+        v = value.verdict
+        failed = ", ".join(r.rule for r in v.failed_rules()) if not v.passed else ""
+        return f"verdict {v.verdict.upper()} (tier {v.tier})" + (f"; failed rules: {failed}" if failed else "")
+    return str(value)

@@ -45,8 +45,9 @@ from synthmed.deid import Deidentifier
 from synthmed.deid.dicom_deid import quiet_pydicom
 from synthmed.io.types import LoadedImage, RefusedInput
 
-# Modalities refused unless listed in `allowed_modalities`: ultrasound and secondary/other captures are
-# photographs of screens more often than not (burned-in text, annotations, non-physical units).
+# Modalities refused unless listed in `allowed_modalities`: ultrasound and secondary/other
+# captures are photographs of screens more often than not (burned-in text, annotations,
+# non-physical units).
 DEFAULT_REFUSED_MODALITIES = frozenset({"US", "SC", "OT"})
 # Not pictures of anatomy: segmentations, dose grids, structured reports, presentation states.
 NON_IMAGE_MODALITIES = frozenset({"SEG", "RTSTRUCT", "RTPLAN", "RTDOSE", "RTRECORD", "RTIMAGE", "PR",
@@ -451,7 +452,9 @@ def load_series(series: DicomSeries, deid: Deidentifier, *, allow_burned_in: boo
                 allowed_modalities: frozenset[str] | None = None) -> list[LoadedImage]:
     """Decode one series into de-identified 2D images or 3D volumes (see the module docstring).
 
-    Raises RefusedInput for the whole series when it must not or cannot be used.
+    `allowed_modalities` lists modalities refused by default (US, SC, OT, and non-images such as
+    SEG) to accept anyway; `allow_burned_in` accepts BurnedInAnnotation YES. Raises RefusedInput
+    for the whole series when it must not or cannot be used.
     """
     try:
         with quiet_pydicom():
