@@ -15,8 +15,8 @@ costs ~50x more because grid_sample's backward pass is slow on CPUs):
    (Rank-normalising each image, fully gamma-blind, was tried and rejected: a crop or shift changes
    the image's histogram, and the ranks of a shifted copy then no longer match its source's.)
 2. a coarse-to-fine discrete search over transforms of the CANDIDATE (training) image: left-right
-   flip x rotation (+-10 deg), then zoom (crop-and-resize to 85 %) jointly with shifts (+-15 %),
-   then a finer rotation / zoom / shift grid: about 100 small warps per pair;
+   flip, then zoom (crop-and-resize to 85 %) jointly with shifts (+-15 %), then rotation (+-10 deg),
+   then two rounds of finer rotation / zoom / shift: about 100 small warps per pair;
 3. the distance is the RMS difference over the central 3/4 of the field of view (borders hold
    out-of-view fill after a crop or rotation), at the final working grid, for the best transform.
 
@@ -167,19 +167,20 @@ def _align_chunk(q_np: np.ndarray, c_np: np.ndarray, search_size: int, final_siz
     search = _Search(_prepare(q_np, search_size), _prepare(c_np, search_size))
     # grid_sample's coordinate 0 is the LAST spatial axis: a left-right flip negates column 0
     flips = [torch.ones(sd), torch.cat([torch.tensor([-1.0]), torch.ones(sd - 1)])]
-    # stage 1: flip x rotation (the most distinctive transforms)
-    for f, a in itertools.product(flips, _angles(sd, [-10.0, -5.0, 0.0, 5.0, 10.0])):
-        search.try_(flip=f, angle=a)
-    # stage 2: zoom (crop-and-resize keeps 80-100 % of the field of view) jointly with shifts up
-    # to 15 % of the field of view: a crop moves the content, so the two must be searched together
-    base_shift = search.shift.clone()
+    # stage 1: mirror or not
+    search.try_(flip=flips[1])
+    # stage 2: zoom (crop-and-resize keeps 85-100 % of the field of view) jointly with shifts up
+    # to 15 % of the field of view: a crop moves the content, so the two are searched together
     for z in (1.0, 0.92, 0.85):
         for t in [torch.zeros(sd)] + _shift_grid(sd, 0.075, 2):
-            search.try_(scale=torch.tensor(z), shift=base_shift + t)
-    # stage 3: coordinate descent, twice, at shrinking steps: rotation and zoom are re-searched
-    # now that the shift is roughly right (stage 1 chose the rotation before any shift was known)
+            search.try_(scale=torch.tensor(z), shift=t)
+    # stage 3: rotation (+-10 deg), searched once the content is roughly in place (choosing the
+    # rotation first let it compensate for an unknown shift, and the search then went astray)
+    for a in _angles(sd, [-10.0, -5.0, 5.0, 10.0]):
+        search.try_relative(d_angle=a)
+    # stage 4: coordinate descent at shrinking steps
     for step in (1.0, 0.5):
-        for a in _angles(sd, [-5.0 * step, -2.5 * step, 2.5 * step, 5.0 * step]):
+        for a in _angles(sd, [-2.5 * step, 2.5 * step]):
             search.try_relative(d_angle=a)
         for z in (1 - 0.04 * step, 1 + 0.04 * step):
             search.try_relative(d_scale=torch.tensor(z))

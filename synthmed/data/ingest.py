@@ -607,6 +607,7 @@ def _write_outputs(out: Path, tmp_images: Path, rows: list[dict[str, Any]], conf
     write_json(out / "ingest_report.json", report)
     write_json(out / "dataset.json", info)
     os.replace(tmp_images, out / "images.npy")  # last: a dataset is complete once images.npy is new
+    (out / "contact_sheet.png").unlink(missing_ok=True)  # drawn from the previous images, if any
     return IngestResult(out=out, files_found=found.files_found, read=n_read, kept=files_kept,
                         refused=files_refused, skipped=sum(found.skipped.values()),
                         images=len(records), patients=len(set(patients)), splits=splits,
