@@ -61,3 +61,106 @@ def test_nearest_tiled_finds_a_regionally_altered_copy():
     copy[8:16, 8:16] = 1.0  # a burned-in block over one tile: the rest is a verbatim copy
     d, i = nearest_tiled(copy[None], base, k=2)
     assert i[0, 0] == 17 and d[0, 0] == 0 and d[0, 1] > 0.1
+
+
+# ------------------------------------------------------------------------- memorisation rules
+from synthmed.audit.memorisation import (  # noqa: E402
+    PIXEL_HARD_COPY_BOUND, closer_to_train_test, combine, copy_search, holdout_threshold, memorisation,
+)
+
+
+def test_holdout_threshold_rule():
+    cal = np.arange(1.0, 11.0)  # 10 holdout distances 1..10
+    # q = 0.001: q * (n+1) = 0.011 < 1 -> j = 1 (the minimum), false-flag rate 1/11, with a note
+    thr, j, rate, note = holdout_threshold(cal, 0.001)
+    assert (thr, j) == (1.0, 1) and rate == pytest.approx(1 / 11) and "cannot calibrate" in note
+    # q = 0.2: floor(0.2 * 11) = 2 -> the 2nd smallest, rate 2/11, no note
+    thr, j, rate, note = holdout_threshold(cal, 0.2)
+    assert (thr, j) == (2.0, 2) and rate == pytest.approx(2 / 11) and note == ""
+
+
+def test_closer_to_train_null_is_the_size_ratio():
+    rng = np.random.default_rng(0)
+    train, holdout = rng.normal(size=(600, 8)), rng.normal(size=(200, 8))
+    fresh = rng.normal(size=(2000, 8))  # a generator that learned the population only
+    r = memorisation(fresh, train, holdout)
+    t = r.closer_to_train
+    assert t["null_rate"] == 0.75  # 600 / (600 + 200), not 0.5
+    assert t["ci"][0] < 0.75 < t["ci"][1] and t["p_value_greater"] > 0.01
+    # ties count half: 2 strictly closer, 2 ties -> k = 3 of 5
+    t = closer_to_train_test(np.array([0, 0, 1, 1, 5.0]), np.array([1, 1, 1, 1, 2.0]), 10, 10)
+    assert t["k"] == 3 and t["ties"] == 2 and t["share"] == 0.6
+    leaky = np.concatenate([fresh[:1800], train[:200] + 0.01])
+    r = memorisation(leaky, train, holdout, hard_copy_bound=0.05)
+    assert r.closer_to_train["p_value_greater"] < 0.01  # 10 % copies: share 0.775 vs null 0.75
+    assert r.flagged[1800:].all() and set(r.reason[1800:]) == {"near-exact copy"}
+    assert r.flagged[:1800].mean() < 0.01
+    assert (r.nearest_train[1800:] == np.arange(200)).all()
+    flags, reasons = combine([r, memorisation(leaky, train, holdout, space="other")])
+    assert flags[1800:].all() and reasons[1800].startswith("embedding: near-exact copy")
+    d = r.to_dict(per_image=True)
+    assert d["n_flagged"] == int(r.flagged.sum()) and len(d["per_image"]) == 2000
+
+
+# ------------------------------------------------------------- planted copies in real X-rays
+@pytest.mark.slow
+def test_planted_copies_in_real_chest_xrays(nih_cxr):
+    """Issue must-show 2, on NIH ChestX-ray14 (264 real patients, up to 66 images each).
+
+    Split BY PATIENT: 60 % train (the sources of the planted copies and the encoder's training
+    data), 20 % holdout (calibrates the thresholds), 20 % unseen (the honest part of the cohort).
+    Planted at 1 % and 5 % of a cohort, per disguise, from distinct training images. A copy's flag
+    depends only on the copy and on train/holdout, so one search over unseen + all planted images
+    evaluates every cohort at once.
+    """
+    from _audit_data import load_nih, split_by_patient
+
+    from synthmed.audit.augment import COPY_KINDS, transform_copy
+    from synthmed.audit.embeddings import ContrastiveEncoder, PixelEmbedder
+
+    images, patients = load_nih(str(nih_cxr))
+    train, holdout, unseen = split_by_patient(patients, (0.6, 0.2, 0.2), seed=0)
+    assert not set(patients[train]) & set(patients[holdout])
+    assert not set(patients[unseen]) & (set(patients[train]) | set(patients[holdout]))
+    n_unseen = len(unseen)
+    per_kind = {rate: int(round(rate * n_unseen / (1 - rate))) for rate in (0.01, 0.05)}  # 2, 11
+    rng = np.random.default_rng(1)
+    sources = rng.choice(train, sum(per_kind.values()) * len(COPY_KINDS), replace=False)
+    planted, kinds, rates = [], [], []
+    s = 0
+    for rate, n in per_kind.items():
+        for kind in COPY_KINDS:
+            planted.append(transform_copy(images[sources[s:s + n]], kind, seed=s))
+            kinds += [kind] * n
+            rates += [rate] * n
+            s += n
+    cohort = np.concatenate([images[unseen]] + planted)
+    kinds, rates = np.array(kinds), np.array(rates)
+
+    enc = ContrastiveEncoder(2, (64, 64), seed=0).fit(images[train], steps=150)
+    e_train, e_hold, e_coh = enc.embed(images[train]), enc.embed(images[holdout]), enc.embed(cohort)
+
+    # the encoder sees through mirroring, pixels do not (measured: ~70 % vs ~20 % top-1)
+    mirrored = cohort[n_unseen:][kinds == "flip"]
+    src_flip = sources[kinds == "flip"]
+    pix = PixelEmbedder()
+    top1_enc = np.mean(train[nearest(enc.embed(mirrored), e_train)[1][:, 0]] == src_flip)
+    top1_pix = np.mean(train[nearest(pix.embed(mirrored), pix.embed(images[train]))[1][:, 0]] == src_flip)
+    assert top1_enc > top1_pix + 0.3, (top1_enc, top1_pix)
+
+    res = copy_search(cohort, images[train], images[holdout], [(e_coh, e_train, e_hold)])
+    unseen_rate = res.flagged[:n_unseen].mean()
+    hit = res.flagged[n_unseen:]
+    found_source = train[res.nearest_train[n_unseen:]] == sources
+    by_kind = {k: float(hit[kinds == k].mean()) for k in COPY_KINDS}
+    by_rate = {r: float(hit[rates == r].mean()) for r in per_kind}
+    msg = f"unseen {unseen_rate:.3f}, planted {hit.mean():.3f}, by kind {by_kind}, by rate {by_rate}"
+    assert hit.mean() >= 0.95, msg
+    assert unseen_rate <= 0.01, msg
+    assert min(by_kind.values()) >= 0.8, msg
+    assert found_source[hit].mean() >= 0.95, msg  # a flag names the right training image
+    # exact and noisy copies are also caught in plain pixel space by the hard copy bound
+    pm = memorisation(pix.embed(cohort), pix.embed(images[train]), pix.embed(images[holdout]),
+                      hard_copy_bound=PIXEL_HARD_COPY_BOUND, space="pixel")
+    assert pm.flagged[n_unseen:][np.isin(kinds, ["exact"])].all()
+    assert pm.flagged[:n_unseen].mean() <= 0.01

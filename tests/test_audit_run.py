@@ -44,7 +44,7 @@ def nih(tmp_path_factory):
     from synthmed.audit.embeddings import ContrastiveEncoder
 
     train = np.asarray(ds.images[ds.indices("train")])
-    enc = ContrastiveEncoder(2, ds.shape, dim=64, seed=0).fit(train, steps=10, batch_size=64)
+    enc = ContrastiveEncoder(2, ds.shape, dim=64, seed=0).fit(train, steps=20, batch_size=64)
     enc.save(root / "encoder")
     return {"root": root, "dataset": ds_dir, "ds": ds, "encoder": root / "encoder"}
 

@@ -124,18 +124,20 @@ _METHODS = """
 patients (the members). The dataset's <i>holdout</i> patients come from the same population but the
 generator never saw them (the non-members). The patient, not the image, is the unit: an attacker
 wins when it can tell which patients were in training, using all of a patient's images.</p>
-<p><b>The attacker</b> holds the synthetic images (and, for one attack, a sample of other real
-patients: the dataset's <i>reference</i> split). It scores every real image; a patient's score is
+<p><b>The attacker</b> holds the synthetic images and a sample of other real patients (the
+dataset's <i>reference</i> split, or half of the holdout patients when there is none) to know what
+"typical" looks like. It scores every real image; a patient's score is
 the highest score of their images. If the scores of training patients and holdout patients look
 alike, the synthetic images do not reveal who was trained on.</p>
 <ul>
-<li><b>Distance to closest record (DCR)</b>: a real image with a very close synthetic image is
-guessed to be in training. It catches copies and near-copies.</li>
+<li><b>Distance to closest record (DCR)</b>: a real image that is much closer to a synthetic image
+than to any reference image is guessed to be in training. It catches copies and near-copies.</li>
 <li><b>DOMIAS</b> (van Breugel et al., 2023): compares how densely the synthetic images crowd around a
 real image with how densely the reference patients do. A generator that over-fits puts more mass
 around its training images than the population has there.</li>
 <li><b>Neighbourhood counting</b> (Monte-Carlo membership inference, Hilprecht et al., 2019): counts
-synthetic images inside a small ball around each real image.</li>
+synthetic images inside a small ball around each real image (the ball is sized so that a typical
+reference image has about even odds of seeing one).</li>
 </ul>
 <p>Each attack runs on raw pixels and on the features of a contrastive encoder trained on the
 training split (so that near-copies that are shifted or re-contrasted are still close).</p>

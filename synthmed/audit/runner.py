@@ -1,8 +1,9 @@
 """`run_audit`: the whole privacy audit of one synthetic cohort against one dataset.
 
 Members are the dataset's TRAIN patients (what the generator was trained on); non-members are its
-HOLDOUT patients (same population, never seen). The attacker holds the synthetic images (and,
-for DOMIAS, the reference split as a sample of the population). Each attack scores every real
+HOLDOUT patients (same population, never seen). The attacker holds the synthetic images and a
+reference sample of the population (the dataset's reference split, or half of the holdout
+patients when there is none), which calibrates the attacks. Each attack scores every real
 image, scores are aggregated per patient, and the audit asks whether the scores separate members
 from non-members. Alongside, every synthetic image is checked for being a (near-)copy of a
 training image. `verdict.evaluate` turns the numbers into rules; `report.write_report` into a page.
@@ -64,7 +65,7 @@ class Inputs:
 
     train: np.ndarray
     holdout: np.ndarray
-    reference: np.ndarray | None
+    reference: np.ndarray  # real non-members that calibrate the attacks (never evaluated)
     synthetic: np.ndarray
     train_patients: np.ndarray
     holdout_patients: np.ndarray
@@ -76,7 +77,7 @@ def _shape_text(shape: tuple[int, ...]) -> str:
     return "x".join(str(s) for s in shape)
 
 
-def load_inputs(dataset: Path, cohort: Path, profile: AuditProfile) -> tuple[Inputs, Dataset, Cohort]:
+def load_inputs(dataset: Path, cohort: Path, profile: AuditProfile, seed: int = 0) -> tuple[Inputs, Dataset, Cohort]:
     """Open both folders and check they can be audited; every problem is one readable line."""
     ds = Dataset.open(dataset)
     co = Cohort.open(cohort)
@@ -85,27 +86,38 @@ def load_inputs(dataset: Path, cohort: Path, profile: AuditProfile) -> tuple[Inp
                          f"are {_shape_text(ds.shape)}; sample the cohort at the dataset's shape")
     train_idx = ds.require_split("train")
     holdout_idx = ds.require_split("holdout")
+    ref_idx = ds.indices("reference")
     pid = ds.patient_ids
+    reference_source = "reference split"
+    if ref_idx.size == 0:
+        # The attacks need real non-members to calibrate on that are NOT the evaluated ones
+        # (synthmed.audit.attacks): without a reference split, half the holdout patients serve.
+        from synthmed.audit.attacks import split_calibration
+
+        cal, ev = split_calibration(pid[holdout_idx], 0.5, seed)
+        ref_idx, holdout_idx = holdout_idx[cal], holdout_idx[ev]
+        reference_source = "half of the holdout patients (the dataset has no reference split)"
     sizes = profile.sizes
     for split, idx, minimum in (("train", train_idx, sizes.min_train_patients),
                                 ("holdout", holdout_idx, sizes.min_holdout_patients)):
         n = len(set(pid[idx].tolist()))
         if n < minimum:
-            raise InputError(f"{ds.root}: the '{split}' split has {n} patients but the audit needs "
-                             f"at least {minimum} (profile key sizes.min_{split}_patients); "
+            extra = ("" if split == "train" or reference_source == "reference split" else
+                     " after half of them were set aside to calibrate the attacks (no reference split)")
+            raise InputError(f"{ds.root}: the '{split}' split has {n} patients{extra} but the audit "
+                             f"needs at least {minimum} (profile key sizes.min_{split}_patients); "
                              f"re-ingest with a larger {split} split")
     if len(co) < sizes.min_synthetic_images:
         raise InputError(f"{co.root}: the cohort has {len(co)} images but the audit needs at least "
                          f"{sizes.min_synthetic_images} (profile key sizes.min_synthetic_images)")
-    ref_idx = ds.indices("reference")
     images = ds.images
     inputs = Inputs(
         train=np.asarray(images[train_idx], dtype=np.float32),
         holdout=np.asarray(images[holdout_idx], dtype=np.float32),
-        reference=np.asarray(images[ref_idx], dtype=np.float32) if ref_idx.size else None,
+        reference=np.asarray(images[ref_idx], dtype=np.float32),
         synthetic=np.asarray(co.images, dtype=np.float32),
         train_patients=pid[train_idx], holdout_patients=pid[holdout_idx],
-        spatial_dims=ds.spatial_dims)
+        spatial_dims=ds.spatial_dims, extra={"reference_source": reference_source})
     return inputs, ds, co
 
 
@@ -146,18 +158,17 @@ def pixel_vectors(inputs: Inputs) -> dict[str, np.ndarray | None]:
 
 # ---------------------------------------------------------------------------------- attacks
 def attack_scores(name: str, candidates: np.ndarray, synthetic: np.ndarray,
-                  reference: np.ndarray | None, seed: int) -> np.ndarray | None:
-    """Per-image member scores of one attack; None when the attack cannot run (reason in caller)."""
+                  reference: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Per-image member scores of one attack (synthmed.audit.attacks), calibrated on `reference`:
+    real non-members that are not among the candidates."""
     from synthmed.audit import attacks
 
     if name == "dcr":
-        return np.asarray(attacks.dcr_scores(candidates, synthetic), dtype=np.float64)
+        return np.asarray(attacks.dcr_scores(candidates, synthetic, reference), dtype=np.float64)
     if name == "domias":
-        if reference is None:
-            return None
         return np.asarray(attacks.domias_scores(candidates, synthetic, reference), dtype=np.float64)
     if name == "mc_neighbourhood":
-        return np.asarray(attacks.mc_neighbourhood_scores(candidates, synthetic), dtype=np.float64)
+        return np.asarray(attacks.mc_neighbourhood_scores(candidates, synthetic, reference), dtype=np.float64)
     raise ValueError(f"unknown attack {name!r}")
 
 
@@ -237,7 +248,7 @@ def run_audit(dataset: Path, cohort: Path, profile: "AuditProfile | Path | str |
     """
     prof = load_profile(profile)
     out = Path(out)
-    inputs, ds, co = load_inputs(Path(dataset), Path(cohort), prof)
+    inputs, ds, co = load_inputs(Path(dataset), Path(cohort), prof, seed)
     embedder = _status("training the contrastive encoder on the train split",
                        lambda: fit_encoder(inputs, prof, seed, Path(encoder) if encoder else None))
     result = audit_inputs(inputs, prof, out, seed=seed, embedder=embedder,
@@ -290,11 +301,6 @@ def audit_inputs(inputs: Inputs, prof: AuditProfile, out: Path, *, seed: int, em
     skipped: list[dict[str, str]] = []
     if "encoder" in prof.attacks.spaces and "encoder" not in spaces:
         skipped.append({"space": "encoder", "reason": "embedding.steps is 0 and no --encoder was given"})
-    if inputs.reference is None:
-        jobs = [(a, s) for a, s in jobs if a != "domias"]
-        if "domias" in prof.attacks.attacks:
-            skipped.append({"attack": "domias", "reason": "the dataset has no 'reference' split; DOMIAS "
-                            "needs a population sample the generator never saw"})
     alpha = prof.decision_alpha(len(jobs))
     cand_patients = np.concatenate([inputs.train_patients, inputs.holdout_patients])
     members = set(map(str, inputs.train_patients.tolist()))
@@ -396,7 +402,8 @@ def _audit_json(prof, inputs, verdict, runs, mem_res, mem, skipped, seed, datase
             "n_member_patients": len(set(inputs.train_patients.tolist())),
             "n_nonmember_patients": len(set(inputs.holdout_patients.tolist())),
             "n_member_images": int(inputs.train.shape[0]), "n_nonmember_images": int(inputs.holdout.shape[0]),
-            "n_reference_images": 0 if inputs.reference is None else int(inputs.reference.shape[0]),
+            "n_reference_images": int(inputs.reference.shape[0]),
+            "reference_source": inputs.extra.get("reference_source", "reference split"),
             "n_synthetic_images": int(inputs.synthetic.shape[0]),
             "image_shape": list(inputs.train.shape[1:]),
         },

@@ -16,7 +16,8 @@ from typing import Any
 from synthmed.audit.profile import AuditProfile
 
 _ATTACK_WORDS = {
-    "dcr": "guessing 'in training' when a real image has a very close synthetic image",
+    "dcr": "guessing 'in training' when a real image is much closer to a synthetic image than to "
+           "any other real image",
     "domias": "comparing how crowded the synthetic images are around a real image with how "
               "crowded other real images are there",
     "mc_neighbourhood": "counting synthetic images in a small neighbourhood of a real image",

@@ -10,7 +10,10 @@ Two passes, and every byte is parsed once:
    ImageOrientationPatient rows). Repeated positions (fMRI, perfusion) become one volume per
    time point; multi-frame files with per-frame positions become volumes, cine multi-frames
    (frame time pointer) become 2D frames, other multi-frames a volume in stored order; projection
-   images (CR, DX, MG, ...) and single files stay 2D.
+   images (CR, DX, MG, ...) and single files stay 2D. Slices 2..n of a native (uncompressed)
+   single-frame series whose shape, policy, pixel-module and rescale values are byte-identical
+   to the first slice's skip re-checking and re-converting them (see `_FastSlices`); any slice
+   that differs takes the full path.
 
 De-identification: the header whose identity values are used (patient, study, series, age, sex)
 is run through `Deidentifier.deidentify` before any value is taken from it. The other slices of
@@ -30,6 +33,7 @@ from __future__ import annotations
 import math
 import os
 from collections import OrderedDict, defaultdict
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +43,7 @@ from pydicom.dataset import Dataset, FileDataset
 from pydicom.errors import InvalidDicomError
 from pydicom.filereader import read_dataset, read_partial
 from pydicom.pixels import apply_modality_lut, get_decoder
+from pydicom.pixels.utils import as_pixel_options
 from pydicom.uid import UID
 
 from synthmed.deid import Deidentifier
@@ -91,6 +96,10 @@ def _cache_put(path: Path, ds: Dataset, offset: int, st: os.stat_result) -> None
         _HEADER_CACHE.popitem(last=False)
 
 
+def _cache_put_raw(path: Path, entry: tuple) -> None:
+    _HEADER_CACHE[str(path)] = entry
+
+
 def _truncated(caught: list) -> bool:
     return any("end of file" in str(w.message).lower() for w in caught)
 
@@ -105,16 +114,23 @@ def _looks_like_dicom(ds: Dataset) -> bool:
     return any(t in ds for t in (0x00080016, 0x00080018, 0x00080060, 0x00280010, 0x0020000D))
 
 
-def _read_header(path: Path) -> Dataset:
-    """The header up to Columns, or RefusedInput with a short reason."""
+def _read_header(path: Path, caught: list | None = None) -> Dataset:
+    """The header up to Columns, or RefusedInput with a short reason.
+
+    `caught` is the warnings list of a `quiet_pydicom` context already open around the whole
+    scan (one context per file costs about a tenth of parsing a small header); without it,
+    this call opens its own.
+    """
     try:
-        st = path.stat()
+        fp = open(path, "rb")
     except OSError as err:
         raise RefusedInput(path, f"cannot read file ({err.strerror or err})") from None
-    if st.st_size == 0:
-        raise RefusedInput(path, "empty file (0 bytes)")
     try:
-        with open(path, "rb") as fp, quiet_pydicom() as caught:
+        with fp, (quiet_pydicom() if caught is None else nullcontext(caught)) as caught:
+            st = os.fstat(fp.fileno())
+            if st.st_size == 0:
+                raise RefusedInput(path, "empty file (0 bytes)")
+            start = len(caught)
             try:
                 ds = read_partial(fp, stop_when=_stop_after_header)
             except InvalidDicomError:
@@ -126,7 +142,7 @@ def _read_header(path: Path) -> Dataset:
                     raise RefusedInput(path, "not a DICOM file") from None
                 if not _looks_like_dicom(ds):
                     raise RefusedInput(path, "not a DICOM file") from None
-            if _truncated(caught):
+            if _truncated(caught[start:]):
                 raise RefusedInput(path, "truncated file (header ends early)")
             offset = fp.tell()
     except RefusedInput:
@@ -197,17 +213,18 @@ def find_dicom_series(paths: list[Path]) -> tuple[list[DicomSeries], list[Refuse
     modality: dict[str, str] = {}
     seen: dict[str, set[str]] = defaultdict(set)
     refused: list[RefusedInput] = []
-    with quiet_pydicom():
-        _scan(_expand(paths), groups, modality, seen, refused)
+    with quiet_pydicom() as caught:
+        _scan(_expand(paths), groups, modality, seen, refused, caught)
     series = [DicomSeries(files=sorted(files), modality=modality[k], key=k) for k, files in groups.items()]
     series.sort(key=lambda s: str(s.files[0]))
     return series, refused
 
 
-def _scan(paths, groups, modality, seen, refused) -> None:
+def _scan(paths, groups, modality, seen, refused, caught) -> None:
     for path in paths:
+        del caught[:]  # warnings of files already judged: keep the list short
         try:
-            ds = _read_header(path)
+            ds = _read_header(path, caught)
         except RefusedInput as r:
             refused.append(r)
             continue
@@ -448,6 +465,122 @@ def _num(ds: Dataset, kw: str) -> float:
         return math.inf  # missing sorts last
 
 
+# Per-slice fast path for the volume loop. On small uncompressed slices (MR) the cost of a slice
+# is dominated by fixed per-file work, not by pixels: parsing ~45 header elements after Columns
+# (Siemens CSA private groups among them), converting ~20 values for the shape, policy and
+# rescale checks, and `Dataset.pixel_array`'s bookkeeping. Slices of one series almost always
+# carry byte-identical values for everything that decides shape, policy, decoding and rescale,
+# so a slice whose raw values equal the first slice's reuses the first slice's checks and
+# decoding options; any difference (or anything unusual) sends it through the full path.
+_REST_TAGS = [0x00280100, 0x00280101, 0x00280102, 0x00280103, 0x00280301, 0x00281052,
+              0x00281053, 0x00281054, 0x00283000, 0x7FE00001, 0x7FE00002, 0x7FE00008,
+              0x7FE00009, 0x7FE00010]
+# Raw values that must equal the first slice's: modality, image pixel module, burned-in
+# annotation, rescale, modality LUT (presence) and the pixel data element kinds.
+_KEY_TAGS = (0x00080060, 0x00280002, 0x00280004, 0x00280006, 0x00280008, 0x00280010,
+             0x00280011, 0x00280100, 0x00280101, 0x00280102, 0x00280103, 0x00280301,
+             0x00281052, 0x00281053, 0x00281054, 0x00283000, 0x7FE00008, 0x7FE00009)
+_NATIVE_LE = frozenset({"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"})
+
+
+def _elem(ds: Dataset, tag: int):
+    """The stored (raw or converted) element, or None. A plain dict look-up: `get_item` and
+    `in` normalise the tag first, which costs more than the look-up on this per-slice path
+    (`_dict` is also what pydicom's own `as_pixel_options` reads)."""
+    return ds._dict.get(tag)
+
+
+def _raw_value(ds: Dataset, tag: int):
+    elem = _elem(ds, tag)
+    if elem is None:
+        return None
+    value = elem.value
+    return value if isinstance(value, (bytes, str, int, float, type(None))) else repr(value)
+
+
+def _slice_key(head: Dataset, rest: Dataset) -> tuple:
+    meta = getattr(head, "file_meta", None)
+    ts = _raw_value(meta, 0x00020010) if meta is not None else None
+    inner = rest._dict
+    return (ts, *(_raw_value(rest if t in inner else head, t) for t in _KEY_TAGS))
+
+
+def _raw_strings(ds: Dataset, tag: int) -> list[str] | None:
+    elem = _elem(ds, tag)
+    if elem is None:
+        return None
+    value = elem.value
+    if isinstance(value, bytes):  # DS / IS text, the same bytes in every transfer syntax
+        return value.decode("ascii", "replace").strip("\x00 ").split("\\")
+    if value is None:
+        return []
+    return [str(v) for v in value] if isinstance(value, (list, pydicom.multival.MultiValue)) else [str(value)]
+
+
+def _raw_number(ds: Dataset, tag: int) -> float:
+    values = _raw_strings(ds, tag)
+    try:
+        return float(values[0]) if values and values[0].strip() else math.inf
+    except ValueError:
+        return math.inf  # missing or unreadable sorts last, as `_num`
+
+
+class _FastSlices:
+    """Reads slices 2..n of a single-frame, native little-endian series (see `_REST_TAGS`)."""
+
+    def __init__(self, key: tuple, options: dict):
+        self.key, self.options = key, options
+        self.decoder = get_decoder(options["transfer_syntax_uid"])
+        self.slope, self.intercept = 1.0, 0.0
+
+    @classmethod
+    def for_series(cls, first: Dataset, key: tuple, ts: UID) -> "_FastSlices | None":
+        if (str(ts) not in _NATIVE_LE or 0x7FE00010 not in first or 0x00283000 in first
+                or _shape_signature(first)[2:] != (1, 1)):
+            return None
+        elem = first[0x7FE00010]
+        options = as_pixel_options(first, transfer_syntax_uid=ts, pixel_keyword="PixelData",
+                                   pixel_vr=elem.VR if elem.VR in ("OB", "OW") else "OW")
+        return cls(key, options)
+
+    def read(self, path: Path, caught: list) -> tuple[np.ndarray, np.ndarray | None, tuple] | None:
+        """(pixels, position, order key) of one slice, or None to take the full path."""
+        cached = _HEADER_CACHE.pop(str(path), None)
+        if cached is None:
+            return None
+        head, offset, mtime, size = cached
+        start = len(caught)
+        try:
+            with open(path, "rb") as fp:
+                st = os.fstat(fp.fileno())
+                if (st.st_mtime_ns, st.st_size) != (mtime, size):
+                    return None
+                implicit, little = head.original_encoding
+                fp.seek(offset)
+                # Elements not in _REST_TAGS are stepped over, not parsed into values.
+                rest = read_dataset(fp, bool(implicit), bool(little), specific_tags=_REST_TAGS,
+                                    parent_encoding=head.original_character_set)
+        except OSError as err:
+            raise RefusedInput(path, f"cannot read file ({err.strerror or err})") from None
+        except Exception as err:
+            raise RefusedInput(path, f"truncated or corrupt DICOM file ({type(err).__name__})") from None
+        if _truncated(caught[start:]):
+            raise RefusedInput(path, "truncated file (data ends early)")
+        pixels = _elem(rest, 0x7FE00010)
+        if pixels is None or _slice_key(head, rest) != self.key:
+            _cache_put_raw(path, cached)  # the full path reads it again from the header on
+            return None
+        try:
+            arr = self.decoder.as_array(pixels.value, validate=True, **self.options)[0]
+        except ValueError as err:
+            if "less than expected" in str(err):
+                raise RefusedInput(path, "truncated file (pixel data shorter than the image size)") from None
+            return None  # let the full path say what is wrong
+        position = _raw_strings(head, 0x00200032)
+        order = (_raw_number(head, 0x00200100), _raw_number(head, 0x00200012), _raw_number(head, 0x00200013))
+        return arr, (None if position is None else _floats(position, 3)), order
+
+
 def load_series(series: DicomSeries, deid: Deidentifier, *, allow_burned_in: bool = False,
                 allowed_modalities: frozenset[str] | None = None) -> list[LoadedImage]:
     """Decode one series into de-identified 2D images or 3D volumes (see the module docstring).
@@ -457,19 +590,20 @@ def load_series(series: DicomSeries, deid: Deidentifier, *, allow_burned_in: boo
     for the whole series when it must not or cannot be used.
     """
     try:
-        with quiet_pydicom():
-            return _load_series(series, deid, allow_burned_in, allowed_modalities)
+        with quiet_pydicom() as caught:
+            return _load_series(series, deid, allow_burned_in, allowed_modalities, caught)
     finally:
         for f in series.files:  # a refused series leaves no cached headers behind
             _HEADER_CACHE.pop(str(f), None)
 
 
 def _load_series(series: DicomSeries, deid: Deidentifier, allow_burned_in: bool,
-                 allowed_modalities: frozenset[str] | None) -> list[LoadedImage]:
+                 allowed_modalities: frozenset[str] | None, caught: list) -> list[LoadedImage]:
     if not series.files:
         return []
     first_path = series.files[0]
     first = _read_full(first_path)
+    first_key = _slice_key(first, first)  # raw values, before anything converts them
     _refuse_by_policy(first, first_path, allow_burned_in, allowed_modalities)
     _check_decodable(first, first_path)
     deid.deidentify(first)  # before any identity value is taken from the header
@@ -495,7 +629,16 @@ def _load_series(series: DicomSeries, deid: Deidentifier, allow_burned_in: bool,
     slices: list[tuple[np.ndarray, float, float]] = []
     positions: list[np.ndarray | None] = []
     order_keys: list[tuple] = []
+    fast = _FastSlices.for_series(first, first_key, first_ts)
     for i, path in enumerate(series.files):
+        if i and fast is not None:
+            got = fast.read(path, caught)
+            if got is not None:
+                arr, position, order = got
+                slices.append((arr, fast.slope, fast.intercept))
+                positions.append(position)
+                order_keys.append((*order, i))
+                continue
         ds = first if i == 0 else _read_full(path)
         if i:
             if _shape_signature(ds) != signature:
@@ -508,6 +651,8 @@ def _load_series(series: DicomSeries, deid: Deidentifier, allow_burned_in: bool,
         arr, slope, intercept = _decoded(ds, path)
         if arr.ndim != 2:
             raise RefusedInput(path, f"unexpected pixel array shape {arr.shape}")
+        if i == 0 and fast is not None:
+            fast.slope, fast.intercept = slope, intercept
         slices.append((arr, slope, intercept))
         positions.append(_floats(ds.get("ImagePositionPatient"), 3) if "ImagePositionPatient" in ds else None)
         order_keys.append((_num(ds, "TemporalPositionIdentifier"), _num(ds, "AcquisitionNumber"),

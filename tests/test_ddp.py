@@ -1,0 +1,58 @@
+"""`synthmed train` under torchrun with 2 CPU processes (gloo) follows the 1-process run."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from helpers_dataset import make_toy_dataset
+from synthmed.models import train
+from synthmed.models.checkpoint import load_tensors
+from test_models import tiny_config
+
+DRIVER = """
+import sys
+from pathlib import Path
+from synthmed.config import validate_config
+from synthmed.models import TrainConfig, train
+import json
+cfg = validate_config(json.loads(Path(sys.argv[3]).read_text()), TrainConfig)
+train(Path(sys.argv[1]), cfg, Path(sys.argv[2]))
+"""
+
+
+def _losses(run: Path) -> np.ndarray:
+    rows = (run / "losses.csv").read_text().splitlines()[1:]
+    return np.array([float(r.split(",")[1]) for r in rows])
+
+
+@pytest.mark.slow
+def test_two_process_ddp_matches_one_process(tmp_path):
+    ds = make_toy_dataset(tmp_path / "ds", n_patients=10, images_per_patient=2, shape=(8, 8), seed=3)
+    cfg = tiny_config(steps=5, batch_size=8)
+    before = torch.get_num_threads()
+    try:
+        one = train(ds, cfg, tmp_path / "one")
+    finally:
+        torch.set_num_threads(before)
+    (tmp_path / "cfg.json").write_text(cfg.model_dump_json())
+    (tmp_path / "driver.py").write_text(DRIVER)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "SYNTHMED_NO_PROGRESS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+         str(tmp_path / "driver.py"), str(ds), str(tmp_path / "two"), str(tmp_path / "cfg.json")],
+        capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_info = (tmp_path / "two" / "run.json").read_text()
+    assert '"world_size": 2' in run_info
+    np.testing.assert_allclose(_losses(tmp_path / "two"), _losses(one), rtol=1e-4)
+    a = load_tensors(one / "model.safetensors")
+    b = load_tensors(tmp_path / "two" / "model.safetensors")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5)
