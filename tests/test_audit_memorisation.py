@@ -164,3 +164,18 @@ def test_planted_copies_in_real_chest_xrays(nih_cxr):
                       hard_copy_bound=PIXEL_HARD_COPY_BOUND, space="pixel")
     assert pm.flagged[n_unseen:][np.isin(kinds, ["exact"])].all()
     assert pm.flagged[:n_unseen].mean() <= 0.01
+
+
+def test_aligned_distance_sees_through_disguises_2d_and_3d():
+    from test_audit_embeddings import _blobs
+
+    from synthmed.audit.augment import transform_copy
+    from synthmed.audit.registration import aligned_distance
+
+    for sd, size in ((2, 32), (3, 16)):
+        x = _blobs(4, size, seed=5, sd=sd)
+        other = _blobs(4, size, seed=6, sd=sd)
+        for kind in ("flip", "shift", "rotate", "gamma"):
+            d_copy = aligned_distance(transform_copy(x, kind, seed=1), x)
+            d_other = aligned_distance(transform_copy(x, kind, seed=1), other)
+            assert np.all(d_copy < 0.5 * d_other), (sd, kind, d_copy, d_other)

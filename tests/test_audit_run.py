@@ -198,3 +198,20 @@ def test_cli_prints_verdict_and_exit_codes(toy, capsys):
     with pytest.raises(SystemExit) as e:
         main(["audit", "--dataset", str(tmp / "nope"), "--synthetic", str(cohort), "--out", str(tmp / "b")])
     assert e.value.code == 2
+
+
+def test_without_reference_split_half_the_holdout_calibrates_the_attacks(tmp_path):
+    ds = toy_dataset(tmp_path / "ds", n_patients=84, per_patient=2, size=16,
+                     fractions={"train": 0.5, "holdout": 0.5})
+    d = Dataset.open(ds)
+    hold = np.asarray(d.images[d.indices("holdout")])
+    cohort = write_plain_cohort(tmp_path / "c", hold[:40])
+    prof = public_profile(embedding={"steps": 0}, attacks={"spaces": ["pixel"]})
+    res = run_audit(ds, cohort, prof, tmp_path / "a", seed=0)
+    data = res.audit["data"]
+    assert data["reference_source"].startswith("half of the holdout patients")
+    assert data["n_nonmember_patients"] + data["n_reference_images"] // 2 == 42  # 21 + 21 patients
+    assert {a["attack"] for a in res.audit["attacks"]} == {"dcr", "domias", "mc_neighbourhood"}
+    with pytest.raises(InputError, match="after half of them were set aside"):
+        run_audit(ds, cohort, public_profile(embedding={"steps": 0}, sizes={"min_holdout_patients": 30}),
+                  tmp_path / "b")

@@ -40,10 +40,15 @@ def test_fast_and_full_paths_agree(tmp_path, monkeypatch):
     paths = _copies(tmp_path, 16)
     taken = []
     original = dicom._FastSlices.read
-    monkeypatch.setattr(dicom._FastSlices, "read",
-                        lambda self, *a: taken.append(1) or original(self, *a))
+
+    def counted(self, *a):
+        got = original(self, *a)
+        taken.append(got is not None)
+        return got
+
+    monkeypatch.setattr(dicom._FastSlices, "read", counted)
     fast = _load(paths)
-    assert len(taken) == len(paths) - 1  # the fast path really ran for slices 2..n
+    assert taken == [True] * (len(paths) - 1)  # the fast path really served slices 2..n
     monkeypatch.setattr(dicom._FastSlices, "for_series", classmethod(lambda cls, *a: None))
     full = _load(paths)
     assert len(fast) == len(full) == 1
@@ -77,3 +82,21 @@ def test_policy_still_checked_on_a_differing_slice(tmp_path):
     series, _ = find_dicom_series(paths)
     with pytest.raises(RefusedInput, match="burned-in"):
         load_series(series[0], DEID)
+
+
+def test_monochrome1_slices_are_each_flipped(tmp_path):
+    paths = _copies(tmp_path, 4)
+    raws = []
+    for p in paths:
+        ds = pydicom.dcmread(p)
+        ds.PhotometricInterpretation = "MONOCHROME1"
+        ds.save_as(p)
+        h = pydicom.dcmread(p)
+        iop = np.array(h.ImageOrientationPatient, float)
+        proj = float(np.dot(np.array(h.ImagePositionPatient, float), np.cross(iop[:3], iop[3:])))
+        raws.append((proj, h.pixel_array.astype(np.float32) * float(h.get("RescaleSlope", 1) or 1)
+                     + float(h.get("RescaleIntercept", 0) or 0)))
+    raws.sort(key=lambda r: r[0])
+    (vol,) = _load(paths)
+    for k, (_, raw) in enumerate(raws):
+        np.testing.assert_array_equal(vol.array[k], (raw.max() + raw.min()) - raw)

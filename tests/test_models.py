@@ -157,7 +157,7 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(toy2d, tmp_path, 
     np.testing.assert_array_equal(_losses(full), _losses(tmp_path / "cut"))
 
 
-def test_corrupt_or_mismatched_checkpoints_give_one_line_errors(toy2d, run2d, tmp_path):
+def test_corrupt_or_mismatched_checkpoints_give_one_line_errors(toy2d, run2d, tmp_path, capsys):
     import shutil
 
     run = tmp_path / "run"
@@ -197,15 +197,14 @@ def test_corrupt_or_mismatched_checkpoints_give_one_line_errors(toy2d, run2d, tm
     with pytest.raises(CheckpointError, match="do not fit this network"):
         load(other)
     # Through the CLI: one line on stderr, exit code 2, no traceback.
-    import subprocess
-    import sys
+    from synthmed.cli import main
 
-    proc = subprocess.run([sys.executable, "-c", "from synthmed.cli import main; main()", "sample",
-                           str(run), "--n", "2", "--out", str(tmp_path / "c")],
-                          capture_output=True, text=True)
-    assert proc.returncode == 2
-    assert proc.stderr.strip().count("\n") == 0 and "Traceback" not in proc.stderr
-    assert proc.stderr.startswith("synthmed: error:")
+    with pytest.raises(SystemExit) as ex:
+        main(["sample", str(run), "--n", "2", "--out", str(tmp_path / "c")])
+    assert ex.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("synthmed: error:") and err.strip().count("\n") == 0
+    assert "Traceback" not in err and str(run) in err
 
 
 def test_3d_pixel_and_latent_paths_run(tmp_path):

@@ -127,7 +127,12 @@ def fit_encoder(inputs: Inputs, profile: AuditProfile, seed: int, encoder: Path 
     from synthmed.audit import embeddings as emb
 
     if encoder is not None:
-        return emb.load_embedder(encoder)
+        loaded = emb.load_embedder(encoder)
+        want = tuple(inputs.train.shape[1:])
+        if tuple(getattr(loaded, "shape", want)) != want:
+            raise InputError(f"{encoder}: the encoder was made for {_shape_text(loaded.shape)} images "
+                             f"but the dataset's are {_shape_text(want)}")
+        return loaded
     if "encoder" not in profile.attacks.spaces or profile.embedding.steps == 0:
         return None
     e = emb.ContrastiveEncoder(inputs.spatial_dims, tuple(inputs.train.shape[1:]),

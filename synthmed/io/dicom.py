@@ -535,8 +535,11 @@ class _FastSlices:
 
     @classmethod
     def for_series(cls, first: Dataset, key: tuple, ts: UID) -> "_FastSlices | None":
+        # MONOCHROME1 is flipped per slice and colour reduced per slice in `_decoded`: those
+        # keep the full path.
         if (str(ts) not in _NATIVE_LE or 0x7FE00010 not in first or 0x00283000 in first
-                or _shape_signature(first)[2:] != (1, 1)):
+                or _shape_signature(first)[2:] != (1, 1)
+                or _text(first, "PhotometricInterpretation").upper() != "MONOCHROME2"):
             return None
         elem = first[0x7FE00010]
         options = as_pixel_options(first, transfer_syntax_uid=ts, pixel_keyword="PixelData",
@@ -567,7 +570,8 @@ class _FastSlices:
         if _truncated(caught[start:]):
             raise RefusedInput(path, "truncated file (data ends early)")
         pixels = _elem(rest, 0x7FE00010)
-        if pixels is None or _slice_key(head, rest) != self.key:
+        if (pixels is None or not isinstance(pixels.value, bytes)
+                or _slice_key(head, rest) != self.key):
             _cache_put_raw(path, cached)  # the full path reads it again from the header on
             return None
         try:

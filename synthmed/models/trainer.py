@@ -367,17 +367,18 @@ class _Run:
                         self._write_losses()
                 ckpt = done % cfg.checkpoint_every == 0 or done == cfg.steps
                 grid = cfg.sample_every and done % cfg.sample_every == 0
-                if d.main and (ckpt or grid or done == cfg.steps):
-                    model = self._write_outputs(done, done == cfg.steps)
-                    if ckpt:
-                        self._save(done)
-                    if grid or done == cfg.steps:
-                        self._grid(model, done)
-                        self.net.train()
-                    if not progress_enabled() and ckpt:
-                        console.print(f"train: step {done}/{cfg.steps} loss "
-                                      f"{self.losses[-1]['loss'] if self.losses else float('nan'):.4f}")
-                d.barrier()
+                if ckpt or grid:
+                    if d.main:
+                        model = self._write_outputs(done, done == cfg.steps)
+                        if ckpt:
+                            self._save(done)
+                        if grid or done == cfg.steps:
+                            self._grid(model, done)
+                            self.net.train()
+                        if not progress_enabled() and ckpt:
+                            console.print(f"train: step {done}/{cfg.steps} loss "
+                                          f"{self.losses[-1]['loss'] if self.losses else float('nan'):.4f}")
+                    d.barrier()  # other ranks wait while rank 0 writes
         if d.main:
             if model is None:  # resumed a finished run
                 model = self._write_outputs(cfg.steps, True)
