@@ -113,6 +113,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results_ingest.md")
+    ap.add_argument("--only", default="", help="run only the series whose folder name contains "
+                    "this (e.g. mr-brain-sagittal); skips the hippocampus part")
     args = ap.parse_args()
 
     import warnings
@@ -127,6 +129,7 @@ def main() -> None:
     key.write_bytes(os.urandom(32))
     series = [("MR sagittal T1, 192 x 256x256, uncompressed", args.data / "dicom" / "mr-brain-sagittal"),
               ("CT chest, 20 x 512x512, JPEG 2000 lossless", args.data / "dicom" / "ct-chest-jpeg2000")]
+    series = [(n, f) for n, f in series if args.only in f.name]
     rows = []
     breakdown = []
     load_before = os.getloadavg()
@@ -157,7 +160,7 @@ def main() -> None:
     # Many small inputs: where a second worker can help (one series is one task).
     hippo = args.data / "msd-hippocampus" / "imagesTr"
     many = []
-    if hippo.is_dir():
+    if hippo.is_dir() and not args.only:
         cfg3 = load_config(ROOT / "configs" / "ingest-mri-3d.yaml", IngestConfig)
         for workers in (1, 2):
             best = min(ingest_run(hippo, workers, key, cfg3)[0] for _ in range(max(1, args.repeats - 1)))
@@ -176,7 +179,8 @@ def main() -> None:
         f"end); Python {platform.python_version()}, pydicom {pydicom.__version__}; "
         f"{started:%Y-%m-%d %H:%M} UTC; {args.repeats} paired runs per row.",
         "",
-        f"Command: `.venv/bin/python benchmarks/bench_ingest.py --repeats {args.repeats}`",
+        f"Command: `.venv/bin/python benchmarks/bench_ingest.py --repeats {args.repeats}"
+        f"{' --only ' + args.only if args.only else ''}`",
         "",
         "Bare loop: `pydicom.dcmread(f).pixel_array` per file. Ingest: the whole "
         "`synthmed.data.ingest.ingest` call with configs/ingest-ct.yaml (header grouping, decode, "

@@ -133,7 +133,8 @@ def phase_evaluate(args) -> None:
         print(f"{lab:14s} flagged {r.flagged}/{r.n} = {r.rate:.3f} "
               f"[{r.rate_ci[0]:.3f}, {r.rate_ci[1]:.3f}]  chance {r.chance_rate:.3f}  "
               f"no-finding samples {r.contrast_rate:.3f}  real positives {r.real_positive_rate:.3f} "
-              f"(n={r.n_real_positive})  AUC samples {r.sample_auc:.3f} real {r.real_auc:.3f}")
+              f"(n={r.n_real_positive})  AUC samples {r.sample_auc:.3f} real {r.real_auc:.3f}  "
+              f"Fisher p (vs no-finding samples) {r.contrast_p_value:.3g}")
     unc, timings["unconditional"] = _sample(model, args.n, None, args, args.seed + 100)
 
     # Fidelity of unconditional samples to the real train split, next to the floor (real holdout

@@ -155,6 +155,7 @@ def test_planted_copies_in_real_chest_xrays(nih_cxr):
     by_kind = {k: float(hit[kinds == k].mean()) for k in COPY_KINDS}
     by_rate = {r: float(hit[rates == r].mean()) for r in per_kind}
     msg = f"unseen {unseen_rate:.3f}, planted {hit.mean():.3f}, by kind {by_kind}, by rate {by_rate}"
+    print(msg, f"threshold {res.threshold:.4f}", res.note)
     assert hit.mean() >= 0.95, msg
     assert unseen_rate <= 0.01, msg
     assert min(by_kind.values()) >= 0.8, msg
@@ -166,16 +167,17 @@ def test_planted_copies_in_real_chest_xrays(nih_cxr):
     assert pm.flagged[:n_unseen].mean() <= 0.01
 
 
+@pytest.mark.slow
 def test_aligned_distance_sees_through_disguises_2d_and_3d():
     from test_audit_embeddings import _blobs
 
     from synthmed.audit.augment import transform_copy
     from synthmed.audit.registration import aligned_distance
 
-    for sd, size in ((2, 32), (3, 16)):
-        x = _blobs(4, size, seed=5, sd=sd)
-        other = _blobs(4, size, seed=6, sd=sd)
-        for kind in ("flip", "shift", "rotate", "gamma"):
+    for sd, size, kinds in ((2, 32, ("flip", "shift", "rotate", "gamma")), (3, 16, ("flip", "shift"))):
+        x = _blobs(2, size, seed=5, sd=sd)
+        other = _blobs(2, size, seed=6, sd=sd)
+        for kind in kinds:
             d_copy = aligned_distance(transform_copy(x, kind, seed=1), x)
             d_other = aligned_distance(transform_copy(x, kind, seed=1), other)
             assert np.all(d_copy < 0.5 * d_other), (sd, kind, d_copy, d_other)

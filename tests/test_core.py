@@ -77,3 +77,13 @@ def test_npy_appender_round_trip_and_abort(tmp_path):
             w.append(np.zeros((2, 3)))
             raise RuntimeError("crash")
     assert open_array(p).shape == (7, 2, 3)  # the old file survives a failed rewrite
+
+
+def test_atomic_write_gives_normal_permissions(tmp_path):
+    import os
+
+    p = tmp_path / "x.json"
+    write_json(p, {})
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (p.stat().st_mode & 0o777) == (0o666 & ~mask)

@@ -10,6 +10,7 @@ from synthmed.errors import InputError
 from synthmed.evaluate import (LabelClassifier, binomial_ci, calibrate_threshold, frechet_distance,
                                gaussian_frechet, histogram_w1, label_rate, pixel_distances,
                                roc_auc, save_grid, tile)
+from synthmed.evaluate.conditioning import contrast_test
 from synthmed.evaluate.grid import middle_slices
 
 
@@ -113,6 +114,7 @@ def test_classifier_learns_separable_task_and_round_trips(tmp_path):
     rate = label_rate(clf, "A", xt[yt[:, 0] == 1], real_images=xt, real_targets=yt,
                       contrast_samples=xt[yt[:, 0] == 0])
     assert rate.above_chance and rate.rate > 0.9 and rate.sample_auc > 0.95
+    assert rate.contrast_p_value < 1e-6
     assert rate.chance_rate == pytest.approx(rate.base_rate, abs=0.02)
     noise = _toy(64, 2)[0] * 0 + 0.3
     none = label_rate(clf, "A", noise, real_images=xt, real_targets=yt)
@@ -138,3 +140,6 @@ def test_stats_helpers():
     # Clopper-Pearson 95% for 5/10 (tabulated): 0.1871, 0.8129.
     assert lo == pytest.approx(0.1871, abs=1e-4) and hi == pytest.approx(0.8129, abs=1e-4)
     assert calibrate_threshold(np.arange(100) / 100, 0.1) == pytest.approx(0.891)
+    # Fisher exact, one-sided: 3/3 vs 0/3 has p = 1 / C(6, 3) = 0.05; equal rates give p > 0.5.
+    assert contrast_test(3, 3, 0, 3) == pytest.approx(0.05)
+    assert contrast_test(5, 10, 5, 10) > 0.5

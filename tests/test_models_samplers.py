@@ -1,6 +1,12 @@
-"""Every sampler returns in-range images that agree with the full ancestral DDPM reference, and
-the model learns what a label looks like (the known defect: an epsilon / linear-schedule model
-diverged under DPM-Solver++ at 25 steps while 1000-step DDPM worked)."""
+"""Every sampler returns in-range images that agree with the full 1000-step DDPM reference.
+
+The denoiser here is the exact one for a small finite data set (the posterior mean of x0 given x_t,
+a softmax over the data points), returned in the model's v-prediction parametrisation. With a
+perfect model, any correct sampler must land on the data distribution, so this checks the
+schedulers, the v-prediction / clipping set-up, timestep spacing and the pipeline loop without
+waiting for a network to train. (Trained-model agreement, and the epsilon / linear-schedule
+defect it replaces, are measured in benchmarks/bench_models.py: results_models.md.)
+"""
 
 from __future__ import annotations
 
@@ -8,75 +14,79 @@ import numpy as np
 import pytest
 import torch
 
-from helpers_dataset import make_toy_dataset
-from synthmed.data.dataset import Dataset
-from synthmed.models import load, train
+from helpers_dataset import toy_image
+from synthmed.models.diffusion import DiffusionModel
+from synthmed.models.schedulers import training_scheduler
 from test_models import tiny_config
 
-N = 16
+SHAPE = (8, 8)
+
+
+class ExactDenoiser(torch.nn.Module):
+    """v-prediction of the Bayes-optimal denoiser for data = a fixed set of images."""
+
+    def __init__(self, data: torch.Tensor, alphas_cumprod: torch.Tensor):
+        super().__init__()
+        self.register_buffer("data", data)  # (K, 1, *shape) in [-1, 1]
+        self.register_buffer("acp", alphas_cumprod.double())
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, cond) -> torch.Tensor:
+        a = self.acp[t].view(-1, 1)
+        xf, d = x.flatten(1).double(), self.data.flatten(1).double()
+        logits = -((xf[:, None, :] - a.sqrt()[:, None] * d[None]) ** 2).sum(-1) / (2 * (1 - a))
+        x0 = torch.softmax(logits, dim=1) @ d
+        eps = (xf - a.sqrt() * x0) / (1 - a).sqrt()
+        v = a.sqrt() * eps - (1 - a).sqrt() * x0
+        return v.view_as(x).float()
+
+
+@pytest.fixture(scope="module")
+def exact_model():
+    rng = np.random.default_rng(0)
+    imgs = np.stack([toy_image(SHAPE, [j] if k % 2 else [], 30 + 5 * k, "FM"[k % 2], rng, 2)
+                     for k, j in zip(range(12), [0, 1] * 6)])
+    cfg = tiny_config()
+    data = torch.from_numpy(imgs)[:, None] * 2 - 1
+    net = ExactDenoiser(data, training_scheduler(cfg.scheduler).alphas_cumprod)
+    info = {"spatial_dims": 2, "shape": list(SHAPE), "model_shape": list(SHAPE), "in_channels": 1,
+            "label_vocabulary": ["Effusion", "Mass"], "latent": {"enabled": False}}
+    return DiffusionModel(net, cfg, info), imgs
 
 
 def _hist(x: np.ndarray) -> np.ndarray:
     return np.histogram(x, bins=10, range=(0, 1))[0] / x.size
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    root = tmp_path_factory.mktemp("samplers")
-    ds = make_toy_dataset(root / "ds", n_patients=40, images_per_patient=2, shape=(12, 12),
-                          labels=("Mass",), label_rate=0.5, seed=5)
-    before = torch.get_num_threads()
-    try:
-        run = train(ds, tiny_config(steps=150, batch_size=16, lr=3e-3, warmup_steps=10,
-                                    log_every=10), root / "run")
-    finally:
-        torch.set_num_threads(before)
-    return ds, run
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.mark.slow
-def test_every_sampler_agrees_with_the_ddpm_reference(trained):
-    ds, run = trained
-    real = np.asarray(Dataset.open(ds).images)
-    m = load(run)
-    out = {name: m.sample(N, sampler=name, steps=steps, seed=11, batch_size=N)
-           for name, steps in (("ddpm", None), ("dpm++", 20), ("ddim", 20))}
-    ref = out["ddpm"]
-    stats = {k: (v.mean(), v.std(), np.abs(_hist(v) - _hist(ref)).sum(), np.abs(_hist(v) - _hist(real)).sum())
-             for k, v in out.items()}
-    print("mean, std, hist-L1 vs ddpm, hist-L1 vs data:", stats,
-          "data:", real.mean(), real.std())
+def test_every_sampler_agrees_with_the_ddpm_reference(exact_model):
+    model, data = exact_model
+    n = 24
+    out = {}
+    for name, steps in (("ddpm", 1000), ("dpm++", 20), ("dpm++", 10), ("ddim", 25)):
+        out[f"{name}-{steps}"] = model.sample(n, sampler=name, steps=steps, seed=4, batch_size=n)
+    ref = out["ddpm-1000"]
     for name, x in out.items():
+        assert x.shape == (n, *SHAPE) and np.isfinite(x).all(), name
+        assert x.min() >= 0.0 and x.max() <= 1.0, name
+        # A perfect denoiser puts every sample on a data point.
+        nn_rmse = np.sqrt(((x[:, None] - data[None]) ** 2).mean(axis=(2, 3))).min(axis=1)
+        assert np.median(nn_rmse) < 0.03, (name, np.median(nn_rmse))
+        assert abs(x.mean() - ref.mean()) < 0.03 and abs(x.std() - ref.std()) < 0.03, name
+        assert abs(x.mean() - data.mean()) < 0.04 and abs(x.std() - data.std()) < 0.04, name
+        assert np.abs(_hist(x) - _hist(ref)).sum() < 0.25, name
+
+
+def test_fast_samplers_are_not_fooled_by_a_diverging_model(exact_model):
+    """A model whose x0 estimate runs away (like the defect's +-20 values) must still give images
+    in [0, 1]: x0 clipping / thresholding keeps every sampler in range."""
+    model, _ = exact_model
+    inner = model.net
+
+    class Diverging(torch.nn.Module):
+        def forward(self, x, t, cond):
+            return inner(x, t, cond) * 20.0
+
+    bad = DiffusionModel(Diverging(), model.config, model.info)
+    for name, steps in (("dpm++", 10), ("ddim", 10)):
+        x = bad.sample(4, sampler=name, steps=steps, seed=0)
         assert np.isfinite(x).all() and x.min() >= 0 and x.max() <= 1
-        mean, std, h_ref, h_real = stats[name]
-        assert abs(mean - real.mean()) < 0.06, name
-        assert abs(std - real.std()) < 0.06, name
-        assert abs(mean - ref.mean()) < 0.05 and abs(std - ref.std()) < 0.05, name
-        assert h_ref < 0.35 and h_real < 0.45, name
-
-
-@pytest.mark.slow
-def test_the_label_condition_is_learned(trained):
-    ds, run = trained
-    m = load(run)
-    mass = m.sample(N, conditions={"labels": ["Mass"]}, steps=20, seed=2, guidance_scale=3.0)
-    clear = m.sample(N, conditions={"labels": []}, steps=20, seed=2, guidance_scale=3.0)
-    # The toy "Mass" is a bright spot at a fixed place; compare that region with the same
-    # region in label-free samples drawn from the same noise.
-    d = Dataset.open(ds)
-    lab = d.label_matrix()[:, 0] > 0
-    real = np.asarray(d.images)
-    spot = (real[lab].mean(0) - real[~lab].mean(0)) > 0.15
-    assert spot.sum() >= 3
-    gap = mass[:, spot].mean() - clear[:, spot].mean()
-    real_gap = real[lab][:, spot].mean() - real[~lab][:, spot].mean()
-    print("spot brightness gap: samples", gap, "data", real_gap)
-    assert gap > 0.3 * real_gap

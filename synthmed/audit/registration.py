@@ -172,10 +172,14 @@ def _align_chunk(q_np: np.ndarray, c_np: np.ndarray, search_size: int, final_siz
     # mirror x rotation x zoom (crop-and-resize keeps 85-100 % of the field of view) x shifts up to
     # 15 % of it, searched jointly on a coarse grid: chosen one after the other, each compensated
     # for the others still unknown and the search went astray (measured on NIH chest X-rays)
+    # In 3D the joint grid would be 2 x 7 x 4 x 125 warps; it is cut to rotation 0 and a 3^3 shift
+    # grid (rotation is then found by the local rounds only: weaker, but 3D cohorts are small)
+    joint_angles = [-8.0, 0.0, 8.0] if sd == 2 else [0.0]
+    joint_shifts = _shift_grid(sd, 0.075, 2) if sd == 2 else _shift_grid(sd, 0.1, 1)
     for f in (torch.ones(sd), mirror):
-        for a in _angles(sd, [-8.0, 0.0, 8.0]):
+        for a in _angles(sd, joint_angles):
             for z in (1.0, 0.95, 0.9, 0.85):
-                for t in [torch.zeros(sd)] + _shift_grid(sd, 0.075, 2):
+                for t in [torch.zeros(sd)] + joint_shifts:
                     coarse.try_(flip=f, angle=a, scale=torch.tensor(z), shift=t)
     for a in _angles(sd, [-4.0, 4.0]):
         coarse.try_relative(d_angle=a)

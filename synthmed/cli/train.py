@@ -24,10 +24,12 @@ def train_cmd(
 
     cfg = load_config(config, TrainConfig, overrides={"steps": steps} if steps else None)
     run = train(dataset, cfg, out, resume=resume)
-    from synthmed.progress import console
     import json
 
+    from synthmed.progress import console
+
     card = json.loads((run / "model_card.json").read_text()) if (run / "model_card.json").is_file() else {}
-    if card:
-        console.print(f"trained {card.get('steps')} steps; final loss {card.get('final_loss'):.4f}; "
-                      f"model {card.get('model_sha256', '')[:12]} -> {run}")
+    loss = card.get("final_loss")
+    console.print(f"trained {card.get('steps')} steps; final loss "
+                  f"{'n/a' if loss is None else f'{loss:.4f}'}; "
+                  f"model {card.get('model_sha256', '')[:12]} -> {run}")

@@ -8,7 +8,11 @@ real calibration images. With that threshold:
 - chance: a sample that carries no information about L is flagged at rate ~base_rate;
 - ceiling: a real image that truly has L is flagged at rate recall_L (the classifier's own limit);
 - the generator's rate: the share of samples conditioned on L that are flagged, with an exact
-  (Clopper-Pearson) binomial confidence interval.
+  (Clopper-Pearson) binomial confidence interval;
+- the generator's own chance: the share of samples conditioned on NOT-L (e.g. no finding) that
+  are flagged, and a one-sided Fisher exact test of the difference. This is the stricter
+  comparison: a generator whose images all drift towards a finding beats the base rate without
+  following the condition.
 
 A threshold-free view is reported too: the AUC between the classifier's p_L on samples
 conditioned on L and on samples conditioned on its absence, next to the same AUC on real images.
@@ -19,7 +23,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from scipy.stats import binomtest
+from scipy.stats import binomtest, fisher_exact
 
 from synthmed.evaluate.classifier import LabelClassifier, roc_auc
 
@@ -30,6 +34,17 @@ def binomial_ci(k: int, n: int, alpha: float = 0.05) -> tuple[float, float]:
         return (0.0, 1.0)
     ci = binomtest(int(k), int(n)).proportion_ci(confidence_level=1 - alpha, method="exact")
     return (float(ci.low), float(ci.high))
+
+
+def contrast_test(k: int, n: int, k_contrast: int, n_contrast: int) -> float:
+    """One-sided Fisher exact p-value that the conditioned flag rate k/n exceeds k_contrast/n_contrast.
+
+    The fair chance level for a generator is its own rate on samples conditioned on the label's
+    absence: a generator whose every image looks a little like the finding clears the base rate
+    without carrying the condition.
+    """
+    table = [[k, n - k], [k_contrast, n_contrast - k_contrast]]
+    return float(fisher_exact(table, alternative="greater").pvalue)
 
 
 @dataclass
@@ -51,6 +66,7 @@ class LabelRate:
     sample_auc: float | None  # p_L: conditioned-on-L samples vs contrast samples
     real_auc: float           # p_L: real positives vs real negatives
     above_chance: bool        # lower CI bound of `rate` above `chance_rate`
+    contrast_p_value: float | None = None  # one-sided Fisher exact: rate > contrast_rate
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -81,7 +97,7 @@ def label_rate(classifier: LabelClassifier, label: str, samples: np.ndarray, *,
     k = int((p_s > t).sum())
     lo, hi = binomial_ci(k, p_s.size, alpha)
     chance = float((p_real > t).mean())
-    contrast_rate = contrast_ci = sample_auc = None
+    contrast_rate = contrast_ci = sample_auc = p_fisher = None
     n_c = 0
     if contrast_samples is not None and len(contrast_samples):
         p_c = classifier.predict_proba(contrast_samples)[:, j]
@@ -90,6 +106,7 @@ def label_rate(classifier: LabelClassifier, label: str, samples: np.ndarray, *,
         contrast_ci = binomial_ci(int((p_c > t).sum()), n_c, alpha)
         sample_auc = roc_auc(np.concatenate([p_s, p_c]),
                              np.concatenate([np.ones(p_s.size), np.zeros(p_c.size)]))
+        p_fisher = contrast_test(k, int(p_s.size), int((p_c > t).sum()), n_c)
     return LabelRate(
         label=label, threshold=t, base_rate=base, chance_rate=chance,
         real_positive_rate=pos_flag / max(int(truth.sum()), 1),
@@ -98,4 +115,5 @@ def label_rate(classifier: LabelClassifier, label: str, samples: np.ndarray, *,
         rate=k / max(p_s.size, 1), rate_ci=(lo, hi), contrast_rate=contrast_rate,
         contrast_ci=contrast_ci, n_contrast=n_c, sample_auc=sample_auc,
         real_auc=roc_auc(p_real, truth), above_chance=bool(lo > chance),
+        contrast_p_value=p_fisher,
     )
