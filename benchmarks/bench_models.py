@@ -42,6 +42,7 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--channels", default="32,64,64")
     ap.add_argument("--out", type=Path, default=Path("bench-models-out"))
+    ap.add_argument("--embed-conditions", action="store_true")
     ap.add_argument("--only-default", action="store_true", help="skip the epsilon/linear run")
     a = ap.parse_args()
     chans = [int(c) for c in a.channels.split(",")]
@@ -60,7 +61,8 @@ def main() -> None:
             "steps": a.steps, "batch_size": a.batch, "lr": 1e-3, "warmup_steps": 50, "log_every": 50,
             "checkpoint_every": a.steps, "sample_every": 0, "sample_grid": 16, "device": a.device,
             "network": {"channels": chans, "attention_levels": [False] * (len(chans) - 1) + [True],
-                        "num_head_channels": 16, "norm_num_groups": 16, "context_dim": 32},
+                        "num_head_channels": 16, "norm_num_groups": 16, "context_dim": 32,
+                        "embed_conditions": a.embed_conditions},
             "scheduler": sched, "sampling": {"steps": 25}}, TrainConfig)
         run_dir = a.out / name.split()[0].replace("+", "_")
         t = time.perf_counter()

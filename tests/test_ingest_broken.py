@@ -51,9 +51,12 @@ def test_broken_corpus_each_refusal_one_line_rest_ingested(tmp_path, key_file, c
         hits = [by_ref[r] for r in refs if r in by_ref]
         assert len(hits) == 1, f"{case.name}: expected one refusal line, got {hits}"
         assert case.reason in hits[0].lower(), f"{case.name}: reason {hits[0]!r}"
-        # The console names the real path (the report does not).
-        assert any(str(f) in stderr for f in case.files), case.name
+        # The console names the refused file by the same keyed reference as the report, never by
+        # its path (paths carry identifiers); --show-paths is the opt-in for the real path.
+        assert any(r in stderr for r in refs), case.name
+        assert not any(str(f) in stderr for f in case.files), case.name
     assert len(report["refusals"]) == len(corpus.cases)
+    assert "--show-paths" in stdout
     # The metadata CSV with a missing column: one line naming it and the column, run goes on.
     assert report["metadata"]["error"].startswith("bad_metadata.csv:")
     assert "patient_id" in report["metadata"]["error"]
@@ -107,3 +110,15 @@ def test_bad_config_and_missing_input_are_one_line_errors(tmp_path, key_file, ca
     code, _, err = _run_cli(["ingest", str(tmp_path / "missing"), "--out", str(tmp_path / "o"),
                              "--key", str(key_file)], capsys)
     assert code == 2 and "missing" in err and "does not exist" in err
+
+
+def test_show_paths_names_refused_files_on_the_console_only(tmp_path, key_file, capsys):
+    corpus = build_corpus(tmp_path)
+    out = tmp_path / "ds"
+    code, _, stderr = _run_cli(["ingest", str(corpus.root), "--out", str(out), "--key", str(key_file),
+                                "--show-paths"], capsys)
+    assert code == 0
+    for case in corpus.cases:
+        assert any(str(f) in stderr for f in case.files), case.name
+    raw = b"".join(p.read_bytes() for p in out.iterdir() if p.is_file())
+    assert str(corpus.root).encode() not in raw

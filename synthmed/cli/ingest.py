@@ -20,6 +20,7 @@ def ingest_command(
     metadata: Optional[Path] = typer.Option(None, "--metadata", "-m", help="CSV with patient ID, labels, age, sex per file (NIH or file,patient_id,labels,age,sex)"),
     key: Optional[Path] = typer.Option(None, "--key", help="de-identification key file (default: created once in ~/.config/synthmed/deid.key)"),
     workers: Optional[int] = typer.Option(None, "--workers", "-w", min=1, help="reader processes (default: min(2, CPUs))"),
+    show_paths: bool = typer.Option(False, "--show-paths", help="name refused files by their real path on the console (paths may carry patient identifiers; they are never written to files)"),
 ) -> None:
     """Read, de-identify, normalise and split images by patient into a synthmed dataset."""
     from synthmed.config import load_config
@@ -27,7 +28,8 @@ def ingest_command(
     from synthmed.data.ingest_config import IngestConfig
 
     cfg = load_config(config, IngestConfig)
-    result = ingest(sources, out, cfg, metadata_csv=metadata, key_path=key, workers=workers)
+    result = ingest(sources, out, cfg, metadata_csv=metadata, key_path=key, workers=workers,
+                    show_paths=show_paths)
     table = Table(title=f"ingested into {result.out}", title_justify="left")
     for col in ("split", "patients", "images"):
         table.add_column(col, justify="right" if col != "split" else "left")
@@ -39,3 +41,6 @@ def ingest_command(
     console.print(f"files: {result.read} read, {result.kept} kept, {result.refused} refused, "
                   f"{result.skipped} skipped; details in {result.out / 'ingest_report.json'}",
                   markup=False, highlight=False, soft_wrap=True)
+    if result.refused and not show_paths:
+        console.print("refused files are named by keyed reference (F-...); rerun with --show-paths to "
+                      "see their paths on this console", markup=False, highlight=False, soft_wrap=True)

@@ -422,8 +422,13 @@ def _warn(message: str, warnings: list[str], *, console_message: str | None = No
 
 def ingest(sources: list[Path], out: Path, config: IngestConfig | None = None,
            metadata_csv: Path | None = None, key_path: Path | None = None,
-           workers: int | None = None) -> IngestResult:
-    """Turn `sources` (files or folders) into a de-identified Dataset folder at `out`."""
+           workers: int | None = None, show_paths: bool = False) -> IngestResult:
+    """Turn `sources` (files or folders) into a de-identified Dataset folder at `out`.
+
+    A refused file is named on the console by its keyed reference (as in the report) unless
+    `show_paths` is set: input paths often carry identifiers (MRN folders, UID file names), and a
+    console is easily captured into a log.
+    """
     from synthmed.deid import Deidentifier, load_or_create_key
 
     config = config if config is not None else IngestConfig()
@@ -469,7 +474,8 @@ def ingest(sources: list[Path], out: Path, config: IngestConfig | None = None,
         reason = _scrub(reason, path, ref)
         refusals.append({"file": ref, "reason": reason} | ({"files": n_files} if n_files > 1 else {}))
         files_refused += n_files
-        console.print(f"synthmed: refused {path}: {reason}", markup=False, highlight=False, soft_wrap=True)
+        shown = path if show_paths else ref
+        console.print(f"synthmed: refused {shown}: {reason}", markup=False, highlight=False, soft_wrap=True)
 
     for path, reason, n in found.refusals:
         refuse(path, reason, n)

@@ -128,10 +128,11 @@ class ConditionEncoder(nn.Module):
         self.use_labels, self.use_age, self.use_sex = use_labels, use_age, use_sex
         # Per label: [absent, present, null] embeddings; each label has its own, so the token says
         # which label it is without a separate position embedding.
-        self.label_tokens = nn.Parameter(torch.randn(max(num_labels, 1), 3, dim) * 0.02)
+        self.label_tokens = nn.Parameter(torch.randn(max(num_labels, 1), 3, dim))
         self.age_proj = nn.Sequential(nn.Linear(8, dim), nn.SiLU(), nn.Linear(dim, dim))
-        self.age_null = nn.Parameter(torch.randn(dim) * 0.02)
-        self.sex_tokens = nn.Parameter(torch.randn(len(SEXES) + 1, dim) * 0.02)  # F, M, null
+        self.age_null = nn.Parameter(torch.randn(dim))
+        # Unit-scale tokens (like nn.Embedding): at 0.02 the tokens were near-identical to attention.
+        self.sex_tokens = nn.Parameter(torch.randn(len(SEXES) + 1, dim))  # F, M, null
         self.register_buffer("_freqs", torch.tensor([1.0, 2.0, 4.0, 8.0]) * math.pi, persistent=False)
 
     @property

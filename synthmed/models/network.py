@@ -25,9 +25,16 @@ class ConditionalUNet(nn.Module):
             num_res_blocks=net.num_res_blocks, num_head_channels=net.num_head_channels,
             norm_num_groups=net.norm_num_groups, with_conditioning=True,
             cross_attention_dim=net.context_dim,
+            num_class_embeds=1 if net.embed_conditions else None,
         )
         self.conditioner = ConditionEncoder(num_labels, net.context_dim, use_labels=cond.labels,
                                             use_age=cond.age, use_sex=cond.sex)
+        self.embed_conditions = net.embed_conditions
+        if net.embed_conditions:
+            # MONAI adds `class_embedding(class_labels)` to the timestep embedding; a linear map of
+            # the flattened condition tokens takes the place of its single-label lookup table.
+            self.unet.class_embedding = nn.Linear(self.conditioner.num_tokens * net.context_dim,
+                                                  net.channels[0] * 4)
 
     @property
     def downsampling(self) -> int:
@@ -35,7 +42,9 @@ class ConditionalUNet(nn.Module):
         return 2 ** (len(self.unet.block_out_channels) - 1)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond: Conditions) -> torch.Tensor:
-        return self.unet(x, timesteps=t, context=self.conditioner(cond))
+        ctx = self.conditioner(cond)
+        extra = ctx.flatten(1) if self.embed_conditions else None
+        return self.unet(x, timesteps=t, context=ctx, class_labels=extra)
 
 
 def padded_shape(shape: Sequence[int], multiple: int) -> tuple[int, ...]:
