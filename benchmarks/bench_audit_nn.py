@@ -131,7 +131,7 @@ def full_audit_row(n: int) -> list[str]:
         save_npy(ds / "images.npy", images)
         recs = [ImageRecord(index=i, patient=p, split=s, modality="DX")
                 for i, (p, s) in enumerate(zip(np.concatenate([pt, ph]), ["train"] * n + ["holdout"] * n))]
-        write_records(ds / "manifest.csv", recs)
+        write_records(ds / "manifest.csv", recs, ImageRecord)
         write_json(ds / "dataset.json", {"schema": "synthmed.dataset/1", "spatial_dims": 2, "shape": [64, 64],
                                          "spacing": [1.0, 1.0], "normalisation": {}, "label_vocabulary": [],
                                          "splits": {"train": n, "holdout": n}, "fingerprint": "bench",

@@ -238,3 +238,14 @@ def test_config_errors_are_readable(tmp_path):
         load_config(f, TrainConfig)
     for name in ("cxr-64", "mri-3d", "demo"):
         load_config(Path(__file__).resolve().parents[1] / "configs" / f"{name}.yaml", TrainConfig)
+
+
+def test_runs_from_before_embed_conditions_still_load(toy2d, tmp_path):
+    net = {**TINY_NET, "embed_conditions": False}
+    run = train(toy2d, tiny_config(steps=1, network=net), tmp_path / "old")
+    info = json.loads((run / "model.json").read_text())
+    del info["config"]["network"]["embed_conditions"]  # as written before the key existed
+    (run / "model.json").write_text(json.dumps(info))
+    m = load(run)
+    assert m.config.network.embed_conditions is False
+    assert m.sample(1, steps=2).shape == (1, 16, 12)

@@ -25,7 +25,9 @@ Attacks:
   d (log r_k,R - log r_k,S) + log(n_R / n_S), with k = 1 by default (measured on a toy leaky
   generator: AUC 0.95 at k = 1, 0.68 at k = 2, 0.60 at k = 3: a memorised record is marked by ONE
   synthetic sample right next to it, which a wider neighbourhood averages away). KDE is the
-  paper's choice; kNN scales better and is the default above 20,000 points.
+  paper's choice; its cost is n_candidates x n_points kernel evaluations (64 s for 15k candidates
+  against 10k points, measured in benchmarks/results_audit.md), so "auto" uses kNN (faiss, ~1 s)
+  above 2,000 points.
 * `mc_neighbourhood_scores` (Monte-Carlo set membership, Hilprecht et al. 2019): the fraction of
   synthetic samples within distance eps of x; eps by the median heuristic: the median, over the
   reference records, of their distance to the nearest synthetic sample (so a typical non-member has
@@ -72,7 +74,7 @@ def domias_scores(candidates: np.ndarray, synthetic: np.ndarray, reference: np.n
     mean, comps = _pca(r, min(n_components, r.shape[1]))
     pc, ps, pr = ((x - mean) @ comps.T for x in (c, s, r))
     if method == "auto":
-        method = "kde" if max(ps.shape[0], pr.shape[0]) <= 20000 else "knn"
+        method = "kde" if max(ps.shape[0], pr.shape[0]) <= 2000 else "knn"
     if method == "kde":
         from scipy.stats import gaussian_kde
 

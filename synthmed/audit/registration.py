@@ -6,8 +6,9 @@ it in a learned encoder's space. Registering the copy onto each of a few candida
 and measuring what is left is a direct test: a copy leaves interpolation residue (a few % RMS), a
 different patient leaves anatomy.
 
-How (chosen to be cheap enough for 10k x 10k images on a laptop CPU; gradient-based registration
-costs ~50x more because grid_sample's backward pass is slow on CPUs):
+How (a discrete search, because gradient-based registration was ~5x slower per pair here:
+grid_sample's backward pass is slow on CPUs). Cost: ~40 ms per query image (about 12 candidate
+pairs) on a loaded 2-core CPU, see benchmarks/results_audit.md: minutes, not seconds, for 10k.
 
 1. both images are downsampled to a small working grid (16 per axis for the search, 32 for the
    final distance) and compared after a common 3-voxel blur and the best affine intensity map
@@ -21,7 +22,8 @@ costs ~50x more because grid_sample's backward pass is slow on CPUs):
 3. the distance is the RMS difference over the central 3/4 of the field of view (borders hold
    out-of-view fill after a crop or rotation), at the final working grid, for the best transform.
 
-3D volumes use the same search with rotations about each axis in turn.
+3D volumes use the same search with rotations about each axis in turn, on a reduced joint grid
+(rotation 0, 3^3 shifts; rotation only in the local rounds).
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ class NetworkConfig(StrictConfig):
     num_head_channels: int = Field(16, ge=1)
     norm_num_groups: int = Field(16, ge=1)
     context_dim: int = Field(32, ge=4, description="width of the condition tokens (cross-attention)")
-    embed_conditions: bool = Field(False, description="also add the condition tokens (flattened, "
+    embed_conditions: bool = Field(True, description="also add the condition tokens (flattened, "
                                    "projected) to the timestep embedding of every block, the "
                                    "strong path of class-conditional DDPMs; cross-attention alone "
                                    "learnt labels slowly")

@@ -134,6 +134,9 @@ def load(run: str | Path, device: str = "auto") -> DiffusionModel:
     if info.get("schema") != MODEL_SCHEMA:
         raise CheckpointError(f"{run / 'model.json'}: not a synthmed model (schema {info.get('schema')!r})")
     try:
+        # Runs written before `network.embed_conditions` existed had cross-attention only.
+        if isinstance(info.get("config", {}).get("network"), dict):
+            info["config"]["network"].setdefault("embed_conditions", False)
         config = validate_config(info["config"], TrainConfig, str(run / "model.json"))
         for key in ("spatial_dims", "shape", "model_shape", "in_channels", "label_vocabulary"):
             info[key]
