@@ -100,6 +100,25 @@ def test_encoder_3d_and_fit_is_reproducible():
         a.embed(np.zeros((1, 12, 12, 11), np.float32))
 
 
+def test_encoder_fits_with_any_number_of_steps_and_no_warning_on_read_only_input():
+    import warnings
+
+    imgs = _blobs(8, 16, seed=3)
+    for steps in (1, 10, 20):  # OneCycleLR divided by zero at 10 steps
+        enc = ContrastiveEncoder(2, (16, 16), dim=8, seed=0, channels=(4, 4, 8, 8)).fit(imgs, steps=steps, batch_size=8)
+        assert enc.history["steps"] == steps and np.isfinite(enc.history["loss_last"])
+    with pytest.raises(ValueError, match="at least 1"):
+        ContrastiveEncoder(2, (16, 16), dim=8).fit(imgs, steps=0)
+    frozen = imgs.copy()
+    frozen.flags.writeable = False  # as a memory-mapped images.npy is
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        enc.fit(frozen, steps=1, batch_size=8)
+        e = enc.embed(frozen)
+        CoarsePixelEmbedder(8).embed(frozen)
+    assert np.array_equal(e, enc.embed(imgs))
+
+
 def test_load_user_monai_weights(tmp_path):
     from monai.networks.nets import ResNet
     from safetensors.torch import save_file

@@ -27,7 +27,9 @@ PUBLIC = ROOT / "configs" / "audit-public.yaml"
 
 def public_profile(**over) -> AuditProfile:
     """The shipped public profile (same rules), with cheaper measurement knobs for CPU tests."""
-    base = {"n_bootstrap": 1000, "embedding": {"steps": 40, "batch_size": 64}}
+    # the aligned copy search registers at most 32 synthetic + 32 holdout images (~40 ms each)
+    base = {"n_bootstrap": 1000, "embedding": {"steps": 40, "batch_size": 64},
+            "memorisation": {"aligned_max_images": 32}}
     base.update(over)
     return load_config(PUBLIC, AuditProfile, overrides=base)
 
@@ -83,6 +85,10 @@ def test_holdout_images_as_synthetic_pass(nih):
     res = _audit(nih, "holdout", _split_images(nih["ds"], "holdout"))
     assert res.verdict.verdict == "pass", [r.explanation for r in res.verdict.failed_rules()]
     assert res.audit["memorisation"]["n_hard_copies"] == 0
+    # the aligned copy search ran (capped) and is part of the memorisation rules
+    assert res.audit["memorisation"]["space"] == "pixel+aligned"
+    assert res.audit["memorisation"]["aligned"]["n_registered"] == 32
+    assert _rule(res, "no_hard_copies")[0].details["spaces"] == ["pixel", "aligned"]
     # no identifying value in any output: pseudonyms appear only as list hashes
     text = (res.out / "audit.json").read_text() + (res.out / "report.html").read_text()
     for p in nih["ds"].patients():
@@ -106,6 +112,27 @@ def test_generator_that_never_saw_members_passes_and_auc_intervals_cover_chance(
     assert res.verdict.verdict == "pass", [r.explanation for r in res.verdict.failed_rules()]
     for a in res.audit["attacks"]:
         assert a["auc_ci"][0] <= 0.5 <= a["auc_ci"][1], a
+
+
+def test_flipped_and_shifted_copies_are_found_by_the_aligned_search_and_fail(nih):
+    from synthmed.audit.augment import transform_copy
+
+    ds = nih["ds"]
+    train, ref = _split_images(ds, "train"), _split_images(ds, "reference")
+    images = mixture_sampler(ref, 60, seed=4)
+    flipped, shifted = [5, 22, 41], [9, 30, 57]
+    images[flipped] = transform_copy(train[[7, 70, 140]], "flip", seed=0)
+    images[shifted] = transform_copy(train[[20, 90, 160]], "shift", seed=1)
+    res = _audit(nih, "aligned", images, profile=public_profile(memorisation={"aligned_max_images": 16}))
+    mem = res.audit["memorisation"]
+    reasons = {f["synthetic_index"]: f["reason"] for f in mem["flagged"]}
+    planted = flipped + shifted
+    assert all("aligned:" in reasons.get(i, "") for i in planted), reasons
+    # plain pixel distances miss the mirrored copies: the aligned space is what finds them
+    assert not any(reasons[i].startswith("pixel") for i in flipped), reasons
+    assert mem["aligned"]["n_registered"] == 16 and mem["aligned"]["n_synthetic"] == 60
+    assert res.verdict.verdict == "fail"
+    assert not _rule(res, "memorisation_rate_not_above_null")[0].passed
 
 
 def test_filter_removes_the_copies_and_the_rest_passes(nih):

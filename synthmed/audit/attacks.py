@@ -65,8 +65,11 @@ def _pca(reference: np.ndarray, n_components: int) -> tuple[np.ndarray, np.ndarr
     return mean, vt[:n_components]
 
 
+DOMIAS_PCA_DIMS = 5
+
+
 def domias_scores(candidates: np.ndarray, synthetic: np.ndarray, reference: np.ndarray, *,
-                  n_components: int = 5, method: str = "auto", k: int = 1) -> np.ndarray:
+                  n_components: int = DOMIAS_PCA_DIMS, method: str = "auto", k: int = 1) -> np.ndarray:
     """log p_synth(x) - log p_reference(x) after PCA to `n_components` dims. Per image."""
     c, s, r = _f32(candidates).astype(np.float64), _f32(synthetic).astype(np.float64), _f32(reference).astype(np.float64)
     if r.shape[0] <= n_components:

@@ -50,6 +50,13 @@ MONAI_ARCHITECTURES = ("ResNet", "DenseNet121", "DenseNet169", "DenseNet201", "S
                        "EfficientNetBN", "Regressor")
 
 
+def _tensor(images: np.ndarray) -> torch.Tensor:
+    """float32 tensor sharing memory with `images` when it can; a read-only array (a memory-mapped
+    images.npy) is copied, since torch cannot wrap it safely (and warns)."""
+    a = np.ascontiguousarray(images, dtype=np.float32)
+    return torch.from_numpy(a if a.flags.writeable else a.copy())
+
+
 @runtime_checkable
 class Embedder(Protocol):
     name: str
@@ -83,7 +90,7 @@ class CoarsePixelEmbedder:
         self.name = f"coarse{size}" + ("-flipped" if flip else "")
 
     def embed(self, images: np.ndarray) -> np.ndarray:
-        x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)).unsqueeze(1)
+        x = _tensor(images).unsqueeze(1)
         if self.flip:
             x = x.flip(-1)
         x = F.interpolate(x, size=tuple(min(self.size, s) for s in x.shape[2:]), mode="area").flatten(1)
@@ -174,7 +181,7 @@ class _TorchEmbedder:
         self.net.eval()
         out = []
         for s in range(0, imgs.shape[0], batch_size):
-            x = torch.from_numpy(np.ascontiguousarray(imgs[s:s + batch_size], dtype=np.float32))
+            x = _tensor(imgs[s:s + batch_size])
             out.append(F.normalize(self.net(self._prepare(x)).flatten(1), dim=1).numpy())
         return np.concatenate(out).astype(np.float32)
 
@@ -218,14 +225,21 @@ class ContrastiveEncoder(_TorchEmbedder):
             raise ValueError(f"images have shape {tuple(imgs.shape[1:])}, expected {self.shape}")
         if imgs.shape[0] < 2:
             raise ValueError("a contrastive encoder needs at least 2 training images")
+        if steps < 1:
+            raise ValueError(f"steps must be at least 1, got {steps}")
         g = torch.Generator().manual_seed(self.seed)
         torch.manual_seed(self.seed)
         # resize once up front: every step then works on the small working shape
-        data = torch.cat([self._prepare(torch.from_numpy(imgs[s:s + 1024]))
+        data = torch.cat([self._prepare(_tensor(imgs[s:s + 1024]))
                           for s in range(0, imgs.shape[0], 1024)])
         params = list(self.net.parameters()) + list(self.head.parameters())
         opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
+        if steps >= 20:
+            sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
+        else:
+            # OneCycleLR's warm-up phase is pct_start * steps long and divides by zero below ~11
+            # steps; a run this short is a smoke test, so a constant rate does
+            sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
         bs = min(batch_size, data.shape[0])
         self.net.train()
         losses, t0 = [], time.perf_counter()

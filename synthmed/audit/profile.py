@@ -71,6 +71,12 @@ class MemorisationRules(StrictConfig):
     max_hard_copies: int = Field(0, ge=0, description="synthetic images that are copies of a training image")
     hard_copy_bound: float | None = Field(
         None, ge=0.0, description="pixel RMS distance below which an image is a copy (None: core default)")
+    aligned: bool = Field(True, description="also search for flipped / rotated / shifted / cropped copies "
+                                            "(memorisation.copy_search: image registration)")
+    aligned_max_images: int = Field(
+        1000, ge=1, description="register at most this many synthetic images (those nearest to train "
+                                "before alignment) and this many holdout images (a random sample) "
+                                "to calibrate: registration costs ~40 ms per image on a CPU")
 
 
 class Sizes(StrictConfig):
@@ -79,6 +85,9 @@ class Sizes(StrictConfig):
     min_train_patients: int = Field(20, ge=2)
     min_holdout_patients: int = Field(20, ge=2)
     min_synthetic_images: int = Field(20, ge=2)
+    min_reference_images: int = Field(
+        20, ge=2, description="a smaller reference split is not enough to calibrate the attacks; "
+                              "half of the holdout patients then join it")
 
 
 class AuditProfile(StrictConfig):

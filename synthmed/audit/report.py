@@ -238,6 +238,14 @@ def render(data: ReportData) -> str:
                  f"hard copies); flag threshold {m['threshold']:.4g} (pixel distance). Shown: the "
                  f"{len(data.gallery)} closest pairs, by synthetic index and training-split position "
                  "(no patient identifiers).</p>")
+    al = m.get("aligned") or {}
+    if "n_registered" in al:
+        parts.append(f"<p>Aligned copy search (undoing flips, rotations, shifts and crops by registration): "
+                     f"{al['n_registered']} of {al['n_synthetic']} synthetic images registered "
+                     f"({esc(al['selection'])}), calibrated on {al['n_holdout_registered']} holdout images; "
+                     f"{al['n_flagged']} flagged, {al['n_hard_copies']} hard copies. Counted in the rules above.</p>")
+    elif al.get("note"):
+        parts.append(f"<p>Aligned copy search: {esc(al['note'])}.</p>")
     share = m.get("closer_to_train") or {}
     if "share" in share and share.get("n"):
         parts.append(f"<p>For context (not a rule): {100 * share['share']:.1f} % of synthetic images have a "

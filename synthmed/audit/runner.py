@@ -89,21 +89,27 @@ def load_inputs(dataset: Path, cohort: Path, profile: AuditProfile, seed: int = 
     ref_idx = ds.indices("reference")
     pid = ds.patient_ids
     reference_source = "reference split"
-    if ref_idx.size == 0:
+    sizes = profile.sizes
+    if ref_idx.size < sizes.min_reference_images:
         # The attacks need real non-members to calibrate on that are NOT the evaluated ones
-        # (synthmed.audit.attacks): without a reference split, half the holdout patients serve.
+        # (synthmed.audit.attacks): without a reference split big enough to estimate a density or
+        # a median distance (DOMIAS fits a 5-dim PCA + KDE on it), half the holdout patients join it.
         from synthmed.audit.attacks import split_calibration
 
         cal, ev = split_calibration(pid[holdout_idx], 0.5, seed)
-        ref_idx, holdout_idx = holdout_idx[cal], holdout_idx[ev]
-        reference_source = "half of the holdout patients (the dataset has no reference split)"
-    sizes = profile.sizes
+        reference_source = ("half of the holdout patients (the dataset has no reference split)"
+                            if ref_idx.size == 0 else
+                            f"the reference split ({ref_idx.size} images, fewer than "
+                            f"sizes.min_reference_images = {sizes.min_reference_images}) and half of "
+                            f"the holdout patients")
+        ref_idx, holdout_idx = np.concatenate([ref_idx, holdout_idx[cal]]), holdout_idx[ev]
     for split, idx, minimum in (("train", train_idx, sizes.min_train_patients),
                                 ("holdout", holdout_idx, sizes.min_holdout_patients)):
         n = len(set(pid[idx].tolist()))
         if n < minimum:
             extra = ("" if split == "train" or reference_source == "reference split" else
-                     " after half of them were set aside to calibrate the attacks (no reference split)")
+                     " after half of them were set aside to calibrate the attacks (no reference "
+                     f"split of at least {sizes.min_reference_images} images)")
             raise InputError(f"{ds.root}: the '{split}' split has {n} patients{extra} but the audit "
                              f"needs at least {minimum} (profile key sizes.min_{split}_patients); "
                              f"re-ingest with a larger {split} split")
@@ -162,18 +168,43 @@ def pixel_vectors(inputs: Inputs) -> dict[str, np.ndarray | None]:
 
 
 # ---------------------------------------------------------------------------------- attacks
+def attack_settings(name: str, n_reference: int, n_synthetic: int) -> tuple[dict[str, Any] | None, str]:
+    """(keyword arguments for `attack_scores`, note) for the calibration sizes at hand, or
+    (None, why) when the attack cannot run on them: it is then reported as not evaluated."""
+    from synthmed.audit import attacks
+
+    if name == "dcr":
+        return {}, ""
+    if n_reference == 0:
+        return None, "no real non-member images to calibrate it on (no reference split or holdout half)"
+    if name == "mc_neighbourhood":
+        return {}, ""
+    if name == "domias":
+        # the PCA is fitted on the reference and each KDE needs more points than dimensions
+        default = attacks.DOMIAS_PCA_DIMS
+        dims = min(default, n_reference - 1, n_synthetic - 1)
+        if dims < 1:
+            return None, (f"{n_reference} reference and {n_synthetic} synthetic images are too few for "
+                          f"a density estimate (at least 2 of each are needed)")
+        note = "" if dims == default else (f"PCA reduced to {dims} dims (from {default}): only "
+                                           f"{min(n_reference, n_synthetic)} images to estimate a density on")
+        return {"n_components": dims}, note
+    raise ValueError(f"unknown attack {name!r}")
+
+
 def attack_scores(name: str, candidates: np.ndarray, synthetic: np.ndarray,
-                  reference: np.ndarray, seed: int = 0) -> np.ndarray:
+                  reference: np.ndarray | None, seed: int = 0, **settings) -> np.ndarray:
     """Per-image member scores of one attack (synthmed.audit.attacks), calibrated on `reference`:
-    real non-members that are not among the candidates."""
+    real non-members that are not among the candidates. `settings` from `attack_settings`."""
     from synthmed.audit import attacks
 
     if name == "dcr":
         return np.asarray(attacks.dcr_scores(candidates, synthetic, reference), dtype=np.float64)
     if name == "domias":
-        return np.asarray(attacks.domias_scores(candidates, synthetic, reference), dtype=np.float64)
+        return np.asarray(attacks.domias_scores(candidates, synthetic, reference, **settings), dtype=np.float64)
     if name == "mc_neighbourhood":
-        return np.asarray(attacks.mc_neighbourhood_scores(candidates, synthetic, reference), dtype=np.float64)
+        return np.asarray(attacks.mc_neighbourhood_scores(candidates, synthetic, reference, **settings),
+                          dtype=np.float64)
     raise ValueError(f"unknown attack {name!r}")
 
 
@@ -218,8 +249,6 @@ def measure_attack(attack: str, space: str, image_scores: np.ndarray, image_pati
 def measure_memorisation(synth_pix: np.ndarray, train_pix: np.ndarray, holdout_pix: np.ndarray,
                          profile: AuditProfile, alpha: float):
     """Near-copies in pixel space (where a copy is a copy, whatever the encoder learned)."""
-    from scipy import stats as st
-
     from synthmed.audit import memorisation as mem
     from synthmed.audit import stats
 
@@ -229,17 +258,117 @@ def measure_memorisation(synth_pix: np.ndarray, train_pix: np.ndarray, holdout_p
                            alpha=alpha, space="pixel")
     flagged = np.asarray(res.flagged, dtype=bool)
     n_flag, n_syn = int(flagged.sum()), int(flagged.size)
+    measure = MemorisationMeasure(
+        n_synthetic=n_syn, n_flagged=n_flag, rate_ci=stats.clopper_pearson(n_flag, n_syn, alpha),
+        null_rate=float(res.expected_false_flag_rate), null_ci=_null_ci(res, alpha),
+        n_hard_copies=sum(1 for r in res.reason if r == "near-exact copy"), threshold=float(res.threshold))
+    return res, measure
+
+
+def _null_ci(res, alpha: float) -> tuple[float, float]:
+    from scipy import stats as st
+
     n_hold = int(np.asarray(res.calibration_distances).size)
     j = int(res.threshold_rank)
     # The threshold is the j-th smallest of n holdout distances, so the chance that an unseen image
     # falls below it is F(X_(j)) ~ Beta(j, n + 1 - j): its mean is the null rate j / (n + 1), its
     # quantiles are how far this holdout's threshold may sit from that.
-    null_ci = (float(st.beta.ppf(alpha / 2, j, n_hold + 1 - j)), float(st.beta.ppf(1 - alpha / 2, j, n_hold + 1 - j)))
+    return (float(st.beta.ppf(alpha / 2, j, n_hold + 1 - j)), float(st.beta.ppf(1 - alpha / 2, j, n_hold + 1 - j)))
+
+
+def aligned_memorisation(inputs: Inputs, encoder_vectors: dict[str, np.ndarray] | None,
+                         profile: AuditProfile, alpha: float, seed: int):
+    """Copies disguised by a flip, rotation, shift or crop (`memorisation.copy_search`), on a capped
+    selection: registration costs ~40 ms per image, so at most `aligned_max_images` synthetic
+    images are registered, those whose nearest training image is closest BEFORE alignment (8-voxel
+    coarse pixels of the image, its mirror image and their +-5 % shifts, and the encoder; each
+    distance ranked against the holdout's, the best rank counts), and a random sample of as many holdout images calibrates the threshold.
+
+    Leaving images out can only remove flags, so a non-member image is still flagged with
+    probability at most j / (n + 1) of the registered holdout sample. Returns (result over ALL
+    synthetic images, unregistered ones unflagged at distance inf; selection record)."""
+    from synthmed.audit import memorisation as mem
+    from synthmed.audit.embeddings import CoarsePixelEmbedder
+    from synthmed.audit.neighbours import nearest
+
+    cap = profile.memorisation.aligned_max_images
+    syn, train, hold = inputs.synthetic, inputs.train, inputs.holdout
+    c_train = CoarsePixelEmbedder(8).embed(train)
+
+    def coarse(queries: np.ndarray, flip: bool) -> np.ndarray:
+        # nearest coarse distance over the query shifted by 0 / +-5 % per axis: a shifted copy is
+        # mid-ranked without it (measured on NIH: 3-6 % shifts ranked 0.5-0.9 of the holdout's)
+        emb = CoarsePixelEmbedder(8, flip=flip)
+        return np.min([nearest(emb.embed(v), c_train, k=1)[0][:, 0] for v in _shifted(queries, 0.05)], axis=0)
+
+    views = [(coarse(syn, False), coarse(hold, False)), (coarse(syn, True), coarse(hold, True))]
+    if encoder_vectors is not None:
+        views.append(tuple(nearest(encoder_vectors[k], encoder_vectors["train"], k=1)[0][:, 0]
+                           for k in ("synthetic", "holdout")))
+    score = np.ones(len(syn))
+    for d_syn, d_hold in views:
+        score = np.minimum(score, np.searchsorted(np.sort(d_hold), d_syn, side="right") / d_hold.size)
+    reg = np.sort(np.lexsort((np.arange(len(syn)), score))[:cap])
+    hsel = np.sort(np.random.default_rng(seed).permutation(len(hold))[:cap])
+    enc = ([] if encoder_vectors is None else
+           [(encoder_vectors["synthetic"][reg], encoder_vectors["train"], encoder_vectors["holdout"][hsel])])
+    part = mem.copy_search(syn[reg], train, hold[hsel], enc, quantile=profile.memorisation.quantile, alpha=alpha)
+    d = np.full(len(syn), np.inf)
+    i = np.full(len(syn), -1, dtype=np.int64)
+    d[reg], i[reg] = part.distance, part.nearest_train
+    res = mem.memorisation_from_distances(d, i, np.full(len(syn), np.nan), part.calibration_distances,
+                                          n_train=len(train), n_holdout=len(hsel),
+                                          quantile=profile.memorisation.quantile,
+                                          hard_copy_bound=part.hard_copy_bound, alpha=alpha, space="aligned")
+    res.closer_to_train, res.note = {}, part.note
+    selection = {
+        "n_synthetic": int(len(syn)), "n_registered": int(reg.size),
+        "n_holdout": int(len(hold)), "n_holdout_registered": int(hsel.size),
+        "max_images": cap,
+        "selection": ("all synthetic images" if reg.size == len(syn) else
+                      f"the {reg.size} synthetic images nearest to a training image before alignment "
+                      f"(coarse pixels, also mirrored, shifted by +-5 %{', encoder' if encoder_vectors is not None else ''}; "
+                      f"each ranked against the holdout's distances)"),
+    }
+    return res, selection
+
+
+def _shifted(images: np.ndarray, frac: float) -> list[np.ndarray]:
+    """The images shifted by -frac, 0, +frac of each spatial axis (every combination), edges
+    repeated into the gap."""
+    import itertools
+
+    x = np.asarray(images, dtype=np.float32)
+    steps = [max(1, round(frac * n)) for n in x.shape[1:]]
+    padded = np.pad(x, [(0, 0)] + [(t, t) for t in steps], mode="edge")
+    out = []
+    for offs in itertools.product(*[(-t, 0, t) for t in steps]):
+        idx = (slice(None),) + tuple(slice(t + o, t + o + n) for t, o, n in zip(steps, offs, x.shape[1:]))
+        out.append(padded[idx])
+    return out
+
+
+def combined_memorisation(results: list, alpha: float) -> tuple[np.ndarray, list[str], MemorisationMeasure]:
+    """One measure over several spaces: an image is flagged (a hard copy) when any space flags it
+    (calls it one). The null rate adds up over the spaces (union bound), and so do the upper ends
+    of their null intervals: the rule then fails only on more flags than all spaces together
+    could give an unseen image."""
+    from synthmed.audit import memorisation as mem
+    from synthmed.audit import stats
+
+    flagged, reasons = mem.combine(results)
+    hard = np.zeros(flagged.size, dtype=bool)
+    for r in results:
+        hard |= np.array([x == "near-exact copy" for x in r.reason], dtype=bool)
+    cis = [_null_ci(r, alpha) for r in results]
+    n_flag, n_syn = int(flagged.sum()), int(flagged.size)
     measure = MemorisationMeasure(
         n_synthetic=n_syn, n_flagged=n_flag, rate_ci=stats.clopper_pearson(n_flag, n_syn, alpha),
-        null_rate=float(res.expected_false_flag_rate), null_ci=null_ci,
-        n_hard_copies=sum(1 for r in res.reason if r == "near-exact copy"), threshold=float(res.threshold))
-    return res, measure
+        null_rate=min(1.0, sum(float(r.expected_false_flag_rate) for r in results)),
+        null_ci=(max(c[0] for c in cis), min(1.0, sum(c[1] for c in cis))),
+        n_hard_copies=int(hard.sum()), threshold=float(results[0].threshold),
+        spaces=tuple(r.space for r in results))
+    return flagged, reasons, measure
 
 
 # ----------------------------------------------------------------------------------- driver
@@ -302,10 +431,17 @@ def audit_inputs(inputs: Inputs, prof: AuditProfile, out: Path, *, seed: int, em
     if "encoder" in prof.attacks.spaces and embedder is not None:
         spaces["encoder"] = embed_all(inputs, embedder)
 
-    jobs = [(a, s) for s in spaces for a in prof.attacks.attacks]
     skipped: list[dict[str, str]] = []
     if "encoder" in prof.attacks.spaces and "encoder" not in spaces:
         skipped.append({"space": "encoder", "reason": "embedding.steps is 0 and no --encoder was given"})
+    jobs, not_evaluated = [], []
+    for space in spaces:
+        for attack in prof.attacks.attacks:
+            settings, note = attack_settings(attack, len(inputs.reference), len(inputs.synthetic))
+            if settings is None:
+                not_evaluated.append((f"{attack}/{space}", note))
+            else:
+                jobs.append((attack, space, settings, note))
     alpha = prof.decision_alpha(len(jobs))
     cand_patients = np.concatenate([inputs.train_patients, inputs.holdout_patients])
     members = set(map(str, inputs.train_patients.tolist()))
@@ -313,14 +449,30 @@ def audit_inputs(inputs: Inputs, prof: AuditProfile, out: Path, *, seed: int, em
     runs: list[AttackRun] = []
     with make_progress() as progress:
         task = progress.add_task("membership attacks", total=len(jobs) + 2)
-        for j, (attack, space) in enumerate(jobs):
+        for j, (attack, space, settings, note) in enumerate(jobs):
             v = spaces[space]
             cand = np.concatenate([v["train"], v["holdout"]])
-            scores = attack_scores(attack, cand, v["synthetic"], v["reference"], seed)
-            runs.append(measure_attack(attack, space, scores, cand_patients, members, prof, alpha,
-                                       seed + 1000 * j))
-            progress.advance(task)
+            try:
+                scores = attack_scores(attack, cand, v["synthetic"], v["reference"], seed, **settings)
+            except np.linalg.LinAlgError:
+                # a KDE on images that are (nearly) all alike: no density to compare
+                not_evaluated.append((f"{attack}/{space}", "its density estimate is singular (the "
+                                      "reference or synthetic images are too alike or too few)"))
+                continue
+            finally:
+                progress.advance(task)
+            run = measure_attack(attack, space, scores, cand_patients, members, prof, alpha, seed + 1000 * j)
+            if note:
+                run.record["note"] = note
+            runs.append(run)
         mem_res, mem_measure = measure_memorisation(pix["synthetic"], pix["train"], pix["holdout"], prof, alpha)
+        mem_results, aligned = [mem_res], None
+        if prof.memorisation.aligned:
+            progress.update(task, description="aligned copy search (registration)")
+            a_res, a_sel = aligned_memorisation(inputs, spaces.get("encoder"), prof, alpha, seed)
+            mem_results.append(a_res)
+            aligned = (a_res, a_sel)
+        mem_flagged, mem_reasons, mem_measure = combined_memorisation(mem_results, alpha)
         progress.advance(task)
         dist_space = "encoder" if "encoder" in spaces else "pixel"
         dv = spaces.get(dist_space, pix)
@@ -329,9 +481,11 @@ def audit_inputs(inputs: Inputs, prof: AuditProfile, out: Path, *, seed: int, em
         d_sh = neighbours.nearest(dv["synthetic"], dv["holdout"], k=1)[0][:, 0]
         progress.advance(task)
 
-    verdict = evaluate(prof, [r.measure for r in runs], mem_measure)
-    audit = _audit_json(prof, inputs, verdict, runs, mem_res, mem_measure, skipped, seed,
-                        dataset_fingerprint, cohort_fingerprint, alpha, encoder_given, embedder,
+    skipped += [{"attack": name, "reason": why} for name, why in not_evaluated]
+    verdict = evaluate(prof, [r.measure for r in runs], mem_measure, not_evaluated)
+    audit = _audit_json(prof, inputs, verdict, runs, mem_results, (mem_flagged, mem_reasons, aligned),
+                        mem_measure, skipped, seed, dataset_fingerprint, cohort_fingerprint, alpha,
+                        encoder_given, embedder,
                         {"space": dist_space, "synthetic_to_train": d_st, "holdout_to_train": d_ht,
                          "synthetic_to_holdout": d_sh})
     from synthmed.audit.report import ReportData
@@ -361,12 +515,34 @@ def _gallery(inputs: Inputs, mem_res, n: int) -> list[dict[str, Any]]:
             for r, i in enumerate(order)]
 
 
-def _audit_json(prof, inputs, verdict, runs, mem_res, mem, skipped, seed, dataset_fp, cohort_fp,
-                alpha, encoder_given, embedder, dist) -> dict[str, Any]:
-    flagged = np.asarray(mem_res.flagged, dtype=bool)
-    flagged_list = [{"synthetic_index": int(i), "train_position": int(mem_res.nearest_train[i]),
-                     "nearest_train_distance": float(mem_res.distance[i]), "reason": str(mem_res.reason[i])}
-                    for i in np.nonzero(flagged)[0]]
+def _flag_source(results, i: int):
+    """The first space that flagged image i (pixel before aligned): its nearest image and distance."""
+    return next(r for r in results if r.flagged[i])
+
+
+def _aligned_json(res, selection: dict[str, Any]) -> dict[str, Any]:
+    reg = np.isfinite(res.distance)
+    return {**selection, "n_flagged": int(res.flagged.sum()),
+            "n_hard_copies": sum(1 for r in res.reason if r == "near-exact copy"),
+            "threshold": float(res.threshold), "threshold_rank": int(res.threshold_rank),
+            "expected_false_flag_rate": float(res.expected_false_flag_rate),
+            "hard_copy_bound": res.hard_copy_bound,
+            "holdout_distance_quantiles": {str(p): float(np.quantile(res.calibration_distances, p))
+                                           for p in (0.0, 0.01, 0.5)},
+            "registered_distance_quantiles": ({str(p): float(np.quantile(res.distance[reg], p))
+                                               for p in (0.0, 0.01, 0.5)} if reg.any() else {}),
+            "note": res.note}
+
+
+def _audit_json(prof, inputs, verdict, runs, mem_results, combined, mem, skipped, seed, dataset_fp,
+                cohort_fp, alpha, encoder_given, embedder, dist) -> dict[str, Any]:
+    mem_res = mem_results[0]
+    flagged, reasons, aligned = combined
+    flagged_list = []
+    for i in np.nonzero(flagged)[0]:
+        src = _flag_source(mem_results, i)
+        flagged_list.append({"synthetic_index": int(i), "train_position": int(src.nearest_train[i]),
+                             "nearest_train_distance": float(src.distance[i]), "reason": str(reasons[i])})
     core = mem_res.to_dict()
     mem_extra = {k: core[k] for k in ("quantile", "threshold_rank", "hard_copy_bound", "n_holdout",
                                       "holdout_distance_quantiles", "synthetic_distance_quantiles",
@@ -393,10 +569,12 @@ def _audit_json(prof, inputs, verdict, runs, mem_res, mem, skipped, seed, datase
                                    "leaks, from the strongest attack (TPR lower bound / FPR upper "
                                    "bound); null means unbounded"),
         "memorisation": {
-            "space": "pixel", "n_synthetic": mem.n_synthetic, "n_flagged": mem.n_flagged,
+            "space": "+".join(mem.spaces), "n_synthetic": mem.n_synthetic, "n_flagged": mem.n_flagged,
             "rate_ci": list(mem.rate_ci), "null_rate": mem.null_rate, "null_ci": list(mem.null_ci),
             "n_hard_copies": mem.n_hard_copies, "threshold": mem.threshold,
             "flagged": flagged_list, **mem_extra,
+            "aligned": (_aligned_json(*aligned) if aligned is not None else
+                        {"note": "not run (profile memorisation.aligned is false)"}),
         },
         "distances": {"space": dist["space"],
                       **{k: _quantiles(v) for k, v in dist.items() if k != "space"}},
@@ -420,4 +598,4 @@ def _audit_json(prof, inputs, verdict, runs, mem_res, mem, skipped, seed, datase
 
 
 __all__ = ["AUDIT_SCHEMA", "AuditResult", "run_audit", "audit_inputs", "load_inputs", "measure_attack",
-           "measure_memorisation", "attack_scores"]
+           "measure_memorisation", "attack_scores", "attack_settings"]

@@ -55,6 +55,7 @@ class MemorisationMeasure:
     null_ci: tuple[float, float]
     n_hard_copies: int
     threshold: float
+    spaces: tuple[str, ...] = ("pixel",)  # flagged / hard copy in ANY of these spaces
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,7 @@ def hard_copy_rule(profile: AuditProfile, m: MemorisationMeasure) -> Rule:
     else:
         text = (f"{m.n_hard_copies} of the {m.n_synthetic} synthetic images are copies of a "
                 f"training image (at most {limit} allowed): a patient's own image would be released.")
-    return Rule("no_hard_copies", m.n_hard_copies, limit, ok, text)
+    return Rule("no_hard_copies", m.n_hard_copies, limit, ok, text, {"spaces": list(m.spaces)})
 
 
 def memorisation_rule(profile: AuditProfile, m: MemorisationMeasure) -> Rule:
@@ -126,7 +127,7 @@ def memorisation_rule(profile: AuditProfile, m: MemorisationMeasure) -> Rule:
                 f"saw: the generator reproduces its training images.")
     return Rule("memorisation_rate_not_above_null", rate, limit, ok, text,
                 {"rate_ci": list(m.rate_ci), "null_rate": m.null_rate, "null_ci": list(m.null_ci),
-                 "n_flagged": m.n_flagged, "n_synthetic": m.n_synthetic})
+                 "n_flagged": m.n_flagged, "n_synthetic": m.n_synthetic, "spaces": list(m.spaces)})
 
 
 def auc_rule(profile: AuditProfile, a: AttackMeasure) -> Rule:
@@ -182,13 +183,30 @@ def tpr_rule(profile: AuditProfile, a: AttackMeasure) -> Rule:
                  "note": a.note})
 
 
+def not_evaluated_rule(name: str, reason: str) -> Rule:
+    """An attack the profile requires that could not run. It fails the rule in every tier: a
+    verdict of `pass` certifies that each required attack was tried and failed, and without its
+    evidence the audit cannot say so (drop the attack from the profile to accept that)."""
+    attack = name.split("/", 1)[0]
+    how = _ATTACK_WORDS.get(attack, attack)
+    text = (f"The attack by {how} ({name.split('/', 1)[-1]} space) could not be run: {reason}. "
+            f"This profile requires it, so the cohort cannot pass without it; add real non-member "
+            f"images (a larger reference or holdout split) and re-run the audit.")
+    return Rule(f"attack_auc:{name}", "not evaluated", "evaluated", False, text,
+                {"evaluated": False, "reason": reason})
+
+
 def evaluate(profile: AuditProfile, attacks: list[AttackMeasure],
-             memorisation: MemorisationMeasure) -> Verdict:
-    """Apply every rule of `profile`; the verdict is `pass` only if all rules pass."""
+             memorisation: MemorisationMeasure, not_evaluated: list[tuple[str, str]] = ()) -> Verdict:
+    """Apply every rule of `profile`; the verdict is `pass` only if all rules pass.
+
+    not_evaluated: (attack/space, why) for required attacks that could not run; each is a failed
+    rule (see `not_evaluated_rule`)."""
     rules = [hard_copy_rule(profile, memorisation), memorisation_rule(profile, memorisation)]
     for a in attacks:
         rules.append(auc_rule(profile, a))
         rules.append(tpr_rule(profile, a))
+    rules += [not_evaluated_rule(name, why) for name, why in not_evaluated]
     verdict = "pass" if all(r.passed for r in rules) else "fail"
     return Verdict(verdict, profile.tier, rules)
 

@@ -102,7 +102,7 @@ class _Dist:
             value = value.detach().clone()
             dist.all_reduce(value)
             value /= self.world
-        return float(value)
+        return float(value.detach())
 
     def close(self) -> None:
         if self.owned:
