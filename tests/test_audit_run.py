@@ -132,7 +132,8 @@ def test_flipped_and_shifted_copies_are_found_by_the_aligned_search_and_fail(nih
     assert not any(reasons[i].startswith("pixel") for i in flipped), reasons
     assert mem["aligned"]["n_registered"] == 16 and mem["aligned"]["n_synthetic"] == 60
     assert res.verdict.verdict == "fail"
-    assert not _rule(res, "memorisation_rate_not_above_null")[0].passed
+    hard = _rule(res, "no_hard_copies")[0]
+    assert not hard.passed and hard.measured >= len(flipped) and hard.details["spaces"] == ["pixel", "aligned"]
 
 
 def test_filter_removes_the_copies_and_the_rest_passes(nih):
@@ -244,3 +245,48 @@ def test_without_reference_split_half_the_holdout_calibrates_the_attacks(tmp_pat
     with pytest.raises(InputError, match="after half of them were set aside"):
         run_audit(ds, cohort, public_profile(embedding={"steps": 0}, sizes={"min_holdout_patients": 30}),
                   tmp_path / "b")
+
+
+def test_tiny_reference_split_is_topped_up_from_the_holdout_via_the_cli(tmp_path, capsys):
+    """A 3-image reference split crashed DOMIAS (5 PCA dims) with an internal error (exit 1)."""
+    from synthmed.cli import main
+
+    # 84 patients x 3 images: 42 train, 41 holdout, 1 reference patient (3 images)
+    ds = toy_dataset(tmp_path / "ds", n_patients=84, per_patient=3, size=16,
+                     fractions={"train": 0.5, "holdout": 0.49, "reference": 0.01})
+    d = Dataset.open(ds)
+    assert d.indices("reference").size == 3
+    cohort = write_plain_cohort(tmp_path / "c", mixture_sampler(np.asarray(d.images[d.indices("holdout")]), 40))
+    base = (PUBLIC.read_text().replace("steps: 300", "steps: 0").replace("spaces: [pixel, encoder]", "spaces: [pixel]")
+            .replace("n_bootstrap: 2000", "n_bootstrap: 100").replace("aligned: true", "aligned: false"))
+    cases = {"default": base,
+             "dcr-mc": base.replace("attacks: [dcr, domias, mc_neighbourhood]", "attacks: [dcr, mc_neighbourhood]"),
+             "use-tiny": base.replace("min_reference_images: 20", "min_reference_images: 2")}
+    for name, text in cases.items():
+        prof = tmp_path / f"{name}.yaml"
+        prof.write_text(text)
+        with pytest.raises(SystemExit) as e:
+            main(["audit", "--dataset", str(ds), "--synthetic", str(cohort), "--profile", str(prof),
+                  "--out", str(tmp_path / name)])
+        out = capsys.readouterr()
+        assert e.value.code == 0, (name, out.err)
+        assert "Traceback" not in out.out + out.err and "internal error" not in out.err
+        audit = json.loads((tmp_path / name / "audit.json").read_text())
+        ran = {a["attack"]: a for a in audit["attacks"]}
+        if name == "use-tiny":
+            # the 3 images calibrate alone: DOMIAS adapts its PCA to 2 dims and says so
+            assert audit["data"]["reference_source"] == "reference split"
+            assert ran["domias"]["note"].startswith("PCA reduced to 2 dims")
+        else:
+            assert "fewer than sizes.min_reference_images = 20" in audit["data"]["reference_source"]
+            assert audit["data"]["n_reference_images"] > 3
+        assert set(ran) == ({"dcr", "mc_neighbourhood"} if name == "dcr-mc" else {"dcr", "domias", "mc_neighbourhood"})
+    # too few holdout patients to top it up: a one-line input error (exit 2), not an internal error
+    prof = tmp_path / "strict.yaml"
+    prof.write_text(base.replace("min_holdout_patients: 20", "min_holdout_patients: 30"))
+    with pytest.raises(SystemExit) as e:
+        main(["audit", "--dataset", str(ds), "--synthetic", str(cohort), "--profile", str(prof),
+              "--out", str(tmp_path / "strict")])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "Traceback" not in err
+    assert "no reference split of at least 20 images" in err and len(err.strip().splitlines()) == 1

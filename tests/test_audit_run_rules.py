@@ -82,3 +82,22 @@ def test_memorisation_and_copy_rules():
     v = evaluate(PUBLIC, [attack()], mem(hard=1))
     assert v.verdict == "fail" and [r.rule for r in v.failed_rules()] == ["no_hard_copies"]
     assert v.tier == "public" and v.to_dict()["rules"][0]["rule"] == "no_hard_copies"
+
+
+def test_an_attack_that_cannot_run_is_a_failed_not_evaluated_rule():
+    from synthmed.audit.runner import attack_settings
+
+    assert attack_settings("domias", 40, 60) == ({"n_components": 5}, "")
+    settings, note = attack_settings("domias", 3, 60)
+    assert settings == {"n_components": 2} and "PCA reduced to 2 dims" in note
+    assert attack_settings("domias", 1, 60)[0] is None
+    assert attack_settings("mc_neighbourhood", 0, 60)[0] is None
+    assert attack_settings("dcr", 0, 60) == ({}, "")
+    for tier in ("public", "controlled"):
+        prof = AuditProfile(tier=tier)
+        v = evaluate(prof, [attack()], mem(), [("domias/pixel", "too few reference images")])
+        assert v.verdict == "fail"  # a required attack without evidence: the audit cannot pass
+        (r,) = v.failed_rules()
+        assert r.rule == "attack_auc:domias/pixel" and r.measured == "not evaluated"
+        assert "too few reference images" in r.explanation and r.details["evaluated"] is False
+    assert evaluate(AuditProfile(), [attack()], mem()).verdict == "pass"

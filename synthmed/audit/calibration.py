@@ -41,7 +41,7 @@ def calibrate(pool: np.ndarray, pool_patients: np.ndarray, synthetic: np.ndarray
               n_splits: int = 50, member_fraction: float = 0.5, seed: int = 0) -> CalibrationResult:
     """Audit `n_splits` random patient-level splits of `pool` (all null cases)."""
     from synthmed.audit.embeddings import PixelEmbedder
-    from synthmed.audit.runner import attack_scores, measure_attack, measure_memorisation
+    from synthmed.audit.runner import attack_scores, attack_settings, measure_attack, measure_memorisation
 
     pix = PixelEmbedder()
     spaces = {"pixel": (pix.embed(pool), pix.embed(synthetic),
@@ -49,9 +49,12 @@ def calibrate(pool: np.ndarray, pool_patients: np.ndarray, synthetic: np.ndarray
     if embedder is not None and "encoder" in profile.attacks.spaces:
         spaces["encoder"] = tuple(None if x is None else np.asarray(embedder.embed(x), np.float32)
                                   for x in (pool, synthetic, reference))
+    n_ref = 0 if reference is None else len(reference)
+    settings = {a: attack_settings(a, n_ref, len(synthetic))[0] for a in profile.attacks.attacks}
     jobs = [(a, s) for s in profile.attacks.spaces if s in spaces for a in profile.attacks.attacks
-            if not (a == "domias" and reference is None)]
-    scores = {(a, s): attack_scores(a, spaces[s][0], spaces[s][1], spaces[s][2], seed) for a, s in jobs}
+            if settings[a] is not None]
+    scores = {(a, s): attack_scores(a, spaces[s][0], spaces[s][1], spaces[s][2], seed, **settings[a])
+              for a, s in jobs}
     alpha = profile.decision_alpha(len(jobs))
     patients = np.asarray(pool_patients).astype(str)
     uniq = np.unique(patients)

@@ -299,7 +299,7 @@ def aligned_memorisation(inputs: Inputs, encoder_vectors: dict[str, np.ndarray] 
         # nearest coarse distance over the query shifted by 0 / +-5 % per axis: a shifted copy is
         # mid-ranked without it (measured on NIH: 3-6 % shifts ranked 0.5-0.9 of the holdout's)
         emb = CoarsePixelEmbedder(8, flip=flip)
-        return np.min([nearest(emb.embed(v), c_train, k=1)[0][:, 0] for v in _shifted(queries, 0.05)], axis=0)
+        return np.min([nearest(emb.embed(v), c_train, k=1)[0][:, 0] for v in mem.shifted(queries, 0.05)], axis=0)
 
     views = [(coarse(syn, False), coarse(hold, False)), (coarse(syn, True), coarse(hold, True))]
     if encoder_vectors is not None:
@@ -312,7 +312,8 @@ def aligned_memorisation(inputs: Inputs, encoder_vectors: dict[str, np.ndarray] 
     hsel = np.sort(np.random.default_rng(seed).permutation(len(hold))[:cap])
     enc = ([] if encoder_vectors is None else
            [(encoder_vectors["synthetic"][reg], encoder_vectors["train"], encoder_vectors["holdout"][hsel])])
-    part = mem.copy_search(syn[reg], train, hold[hsel], enc, quantile=profile.memorisation.quantile, alpha=alpha)
+    part = mem.copy_search(syn[reg], train, hold[hsel], enc, quantile=profile.memorisation.quantile,
+                           alpha=alpha, shift=0.05)
     d = np.full(len(syn), np.inf)
     i = np.full(len(syn), -1, dtype=np.int64)
     d[reg], i[reg] = part.distance, part.nearest_train
@@ -331,21 +332,6 @@ def aligned_memorisation(inputs: Inputs, encoder_vectors: dict[str, np.ndarray] 
                       f"each ranked against the holdout's distances)"),
     }
     return res, selection
-
-
-def _shifted(images: np.ndarray, frac: float) -> list[np.ndarray]:
-    """The images shifted by -frac, 0, +frac of each spatial axis (every combination), edges
-    repeated into the gap."""
-    import itertools
-
-    x = np.asarray(images, dtype=np.float32)
-    steps = [max(1, round(frac * n)) for n in x.shape[1:]]
-    padded = np.pad(x, [(0, 0)] + [(t, t) for t in steps], mode="edge")
-    out = []
-    for offs in itertools.product(*[(-t, 0, t) for t in steps]):
-        idx = (slice(None),) + tuple(slice(t + o, t + o + n) for t, o, n in zip(steps, offs, x.shape[1:]))
-        out.append(padded[idx])
-    return out
 
 
 def combined_memorisation(results: list, alpha: float) -> tuple[np.ndarray, list[str], MemorisationMeasure]:
