@@ -35,7 +35,8 @@ def audit_dir(tmp_path_factory):
     synth[:4] = train[:4]  # four copies: the gallery and the fail banner have something to show
     cohort = write_plain_cohort(tmp / "cohort", synth)
     prof = load_config(ROOT / "configs" / "audit-public.yaml", AuditProfile,
-                       overrides={"embedding": {"steps": 0}, "attacks": {"spaces": ["pixel"]}})
+                       overrides={"embedding": {"steps": 0}, "attacks": {"spaces": ["pixel"]},
+                                  "memorisation": {"aligned_max_images": 16}})
     res = run_audit(ds, cohort, prof, tmp / "audit", seed=0)
     assert res.verdict.verdict == "fail"
     return tmp / "audit", d
@@ -56,6 +57,7 @@ def test_report_is_self_contained_and_complete(audit_dir):
     n_img = len(srcs)
     assert n_img == 2 + 2 * min(8, audit["memorisation"]["n_synthetic"])  # ROC + histogram + gallery pairs
     assert "Methods" in html and "DOMIAS" in html
+    assert "Aligned copy search" in html and "16 of 80 synthetic images registered" in html
     for p in ds.patients():
         assert p not in html
 

@@ -90,10 +90,14 @@ def load_inputs(dataset: Path, cohort: Path, profile: AuditProfile, seed: int = 
     pid = ds.patient_ids
     reference_source = "reference split"
     sizes = profile.sizes
-    if ref_idx.size < sizes.min_reference_images:
+    n_holdout = len(set(pid[holdout_idx].tolist()))
+    if ref_idx.size == 0 or (ref_idx.size < sizes.min_reference_images
+                             and n_holdout - round(n_holdout / 2) >= sizes.min_holdout_patients):
         # The attacks need real non-members to calibrate on that are NOT the evaluated ones
         # (synthmed.audit.attacks): without a reference split big enough to estimate a density or
-        # a median distance (DOMIAS fits a 5-dim PCA + KDE on it), half the holdout patients join it.
+        # a median distance (DOMIAS fits a 5-dim PCA + KDE on it), half the holdout patients join
+        # it, when the holdout can spare them; otherwise the attacks adapt to the small reference
+        # (attack_settings) or are reported as not evaluated.
         from synthmed.audit.attacks import split_calibration
 
         cal, ev = split_calibration(pid[holdout_idx], 0.5, seed)
@@ -108,8 +112,7 @@ def load_inputs(dataset: Path, cohort: Path, profile: AuditProfile, seed: int = 
         n = len(set(pid[idx].tolist()))
         if n < minimum:
             extra = ("" if split == "train" or reference_source == "reference split" else
-                     " after half of them were set aside to calibrate the attacks (no reference "
-                     f"split of at least {sizes.min_reference_images} images)")
+                     " after half of them were set aside to calibrate the attacks (no reference split)")
             raise InputError(f"{ds.root}: the '{split}' split has {n} patients{extra} but the audit "
                              f"needs at least {minimum} (profile key sizes.min_{split}_patients); "
                              f"re-ingest with a larger {split} split")
