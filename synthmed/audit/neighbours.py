@@ -100,12 +100,7 @@ def nearest(query: Any, base: Any, k: int = 1, exact: bool = True) -> tuple[np.n
     """
     import faiss  # imported here: faiss is heavy and only the audit needs it
 
-    q = _as_matrix(query, "query")
-    b = _as_matrix(base, "base")
-    if q.shape[1] != b.shape[1]:
-        raise ValueError(f"query has {q.shape[1]} features per row but base has {b.shape[1]}")
-    if not 1 <= k <= b.shape[0]:
-        raise ValueError(f"k must be between 1 and the base size {b.shape[0]}, got {k}")
+    q, b = _query_and_base(query, base, k)
     faiss.omp_set_num_threads(cpu_threads())
     if exact:
         index = faiss.IndexFlatL2(b.shape[1])
@@ -118,14 +113,19 @@ def nearest(query: Any, base: Any, k: int = 1, exact: bool = True) -> tuple[np.n
     return _exact_sorted(q, b, cand.astype(np.int64), k)
 
 
-def nearest_bruteforce(query: Any, base: Any, k: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """Reference for `nearest`: all pairwise distances in numpy, same output format and tie-break."""
+def _query_and_base(query: Any, base: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
     q = _as_matrix(query, "query")
     b = _as_matrix(base, "base")
     if q.shape[1] != b.shape[1]:
         raise ValueError(f"query has {q.shape[1]} features per row but base has {b.shape[1]}")
     if not 1 <= k <= b.shape[0]:
         raise ValueError(f"k must be between 1 and the base size {b.shape[0]}, got {k}")
+    return q, b
+
+
+def nearest_bruteforce(query: Any, base: Any, k: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Reference for `nearest`: all pairwise distances in numpy, same output format and tie-break."""
+    q, b = _query_and_base(query, base, k)
     b64 = b.astype(np.float64)
     bn = np.einsum("md,md->m", b64, b64)
     kk = min(b.shape[0], k + _FAISS_PAD)
