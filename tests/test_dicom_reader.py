@@ -259,12 +259,15 @@ def test_policy_switches(tmp_path):
 
 
 def test_single_2d_image_and_series_picklable(tmp_path):
-    import pickle
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
     path = _copy_one(tmp_path)
     series, refused = find_dicom_series([tmp_path])  # folders are searched
     assert not refused and isinstance(series[0], DicomSeries)
-    clone = pickle.loads(pickle.dumps(series[0]))
-    img = load_series(clone, DEID)
+    # Ingestion hands series to worker processes: load it in one.
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as pool:
+        img = pool.submit(load_series, series[0], DEID).result()
     assert len(img) == 1 and img[0].array.shape == (256, 256) and len(img[0].spacing) == 2
     assert img[0].spacing == pytest.approx((0.859375, 0.859375))
     assert not math.isnan(img[0].age)
