@@ -7,10 +7,10 @@ import pytest
 from PIL import Image
 
 from synthmed.errors import InputError
-from synthmed.evaluate import (LabelClassifier, binomial_ci, calibrate_threshold, frechet_distance,
-                               gaussian_frechet, histogram_w1, label_rate, pixel_distances,
+from synthmed.evaluate import (LabelClassifier, assignment_test, binomial_ci, calibrate_threshold,
+                               frechet_distance, gaussian_frechet, histogram_w1, label_rate, pixel_distances,
                                roc_auc, save_grid, tile)
-from synthmed.evaluate.conditioning import contrast_test
+from synthmed.evaluate.conditioning import NO_FINDING, contrast_test
 from synthmed.evaluate.grid import middle_slices
 
 
@@ -119,6 +119,42 @@ def test_classifier_learns_separable_task_and_round_trips(tmp_path):
     noise = _toy(64, 2)[0] * 0 + 0.3
     none = label_rate(clf, "A", noise, real_images=xt, real_targets=yt)
     assert not none.above_chance
+
+
+def test_assignment_test_names_the_conditioned_finding_and_has_exact_chance():
+    x, y = _toy(256, 0)
+    clf = LabelClassifier(2, (16, 16), ["A", "B"], channels=(8, 16), seed=0)
+    clf.fit(x, y, epochs=8, batch_size=32, lr=5e-3)
+    xt, yt = _toy(400, 1)
+    only_a = xt[(yt[:, 0] == 1) & (yt[:, 1] == 0)][:40]
+    only_b = xt[(yt[:, 0] == 0) & (yt[:, 1] == 1)][:40]
+    neither = xt[yt.sum(1) == 0][:40]
+    calib_x, calib_y = _toy(200, 2)
+
+    # Samples that carry their condition: nearly all assigned right, far above 1/3 chance.
+    good = assignment_test(clf, {"A": only_a, "B": only_b, NO_FINDING: neither},
+                           real_images=calib_x, real_targets=calib_y, n_permutations=2000)
+    assert good.chance == pytest.approx(1 / 3, abs=0.02)
+    assert good.accuracy > 0.9 and good.p_value < 0.001
+    assert np.trace(np.array(good.confusion)) == good.correct and good.n == 120
+    # The instrument itself is checked on the real images: single-class ones are named too.
+    assert good.real_accuracy > 0.9 and good.real_n == int(((calib_y.sum(1) <= 1)).sum())
+
+    # Conditions shuffled across the same images: at chance, not significant.
+    pool = np.concatenate([only_a, only_b, neither])
+    perm = np.random.default_rng(3).permutation(pool.shape[0])
+    shuffled = {"A": pool[perm[:40]], "B": pool[perm[40:80]], NO_FINDING: pool[perm[80:]]}
+    bad = assignment_test(clf, shuffled, real_images=calib_x, real_targets=calib_y,
+                          n_permutations=2000)
+    assert abs(bad.accuracy - bad.chance) < 0.15 and bad.p_value > 0.01
+
+    # Chance follows the classifier's bias: if everything is read as A, balanced conditions
+    # still give exactly 1/2, and a 100 % hit rate on A is not evidence.
+    biased = assignment_test(clf, {"A": only_a, "B": only_a}, real_images=calib_x,
+                             real_targets=calib_y, n_permutations=2000)
+    assert biased.chance == pytest.approx(0.5) and biased.p_value > 0.4
+    with pytest.raises(ValueError, match="not outputs"):
+        assignment_test(clf, {"A": only_a, "C": only_b}, real_images=calib_x, real_targets=calib_y)
 
 
 def test_classifier_rejects_wrong_shapes(tmp_path):

@@ -1,15 +1,16 @@
 """Measuring generated images against real ones: a label classifier, distribution distances, grids."""
 
 from synthmed.evaluate.classifier import LabelClassifier, fit_on_dataset, roc_auc
-from synthmed.evaluate.conditioning import (LabelRate, binomial_ci, calibrate_threshold,
+from synthmed.evaluate.conditioning import (AssignmentResult, LabelRate, assignment_test,
+                                            binomial_ci, calibrate_threshold,
                                             contrast_test, label_rate)
 from synthmed.evaluate.fidelity import (fidelity_report, frechet_distance, gaussian_frechet,
                                         histogram_w1, pixel_distances, real_vs_real)
 from synthmed.evaluate.grid import middle_slices, save_grid, tile
 
 __all__ = [
-    "LabelClassifier", "fit_on_dataset", "roc_auc", "LabelRate", "binomial_ci",
-    "calibrate_threshold", "contrast_test", "label_rate", "fidelity_report", "frechet_distance",
+    "LabelClassifier", "fit_on_dataset", "roc_auc", "LabelRate", "AssignmentResult",
+    "assignment_test", "binomial_ci", "calibrate_threshold", "contrast_test", "label_rate", "fidelity_report", "frechet_distance",
     "gaussian_frechet", "histogram_w1", "pixel_distances", "real_vs_real", "middle_slices",
     "save_grid", "tile",
 ]
