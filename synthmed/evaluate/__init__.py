@@ -7,10 +7,11 @@ from synthmed.evaluate.conditioning import (AssignmentResult, LabelRate, assignm
 from synthmed.evaluate.fidelity import (fidelity_report, frechet_distance, gaussian_frechet,
                                         histogram_w1, pixel_distances, real_vs_real)
 from synthmed.evaluate.grid import middle_slices, save_grid, tile
+from synthmed.evaluate.runner import evaluate_generator
 
 __all__ = [
     "LabelClassifier", "fit_on_dataset", "roc_auc", "LabelRate", "AssignmentResult",
     "assignment_test", "binomial_ci", "calibrate_threshold", "contrast_test", "label_rate", "fidelity_report", "frechet_distance",
     "gaussian_frechet", "histogram_w1", "pixel_distances", "real_vs_real", "middle_slices",
-    "save_grid", "tile",
+    "save_grid", "tile", "evaluate_generator",
 ]
