@@ -1,6 +1,7 @@
 """The whole pipeline on built-in virtual patients, small enough for a laptop CPU.
 
-phantoms -> ingest (de-identify, split by patient) -> inspect -> train -> generate -> audit.
+phantoms -> ingest (de-identify, split by patient) -> inspect -> train -> generate -> evaluate
+-> audit.
 Each stage is the same public API a user calls; the demo only picks small settings.
 """
 
@@ -47,6 +48,8 @@ def run_demo(out: str | Path, *, patients: int = 120, seed: int = 0, train: bool
         return result
 
     from synthmed.audit import run_audit
+    from synthmed.data.dataset import Dataset
+    from synthmed.evaluate import evaluate_generator
     from synthmed.generate import generate_cohort
     from synthmed.models import TrainConfig, load, train as train_model
 
@@ -55,6 +58,8 @@ def run_demo(out: str | Path, *, patients: int = 120, seed: int = 0, train: bool
     done("train", run)
     model = load(run)
     done("generate", generate_cohort(model, patients // 2, out / "cohort", seed=seed))
+    done("evaluate", evaluate_generator(model, Dataset.open(out / "dataset"), out / "evaluate",
+                                        n=32, seed=seed))
     done("audit", run_audit(out / "dataset", out / "cohort", _config("audit-public.yaml"),
                             out / "audit", seed=seed))
     return result

@@ -8,7 +8,6 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-import torch
 
 from helpers_dataset import make_toy_dataset, toy_image
 from synthmed.cli import main
@@ -16,7 +15,7 @@ from synthmed.data.dataset import Dataset
 from synthmed.errors import InputError
 from synthmed.evaluate import evaluate_generator
 from synthmed.models import train
-from test_models import tiny_config
+from test_models import one_thread, tiny_config  # noqa: F401 (one_thread: autouse fixture)
 
 LABELS = ("Effusion", "Mass")
 
@@ -56,14 +55,6 @@ def toy_data(tmp_path_factory):
     root = make_toy_dataset(tmp_path_factory.mktemp("eval"), n_patients=60, images_per_patient=2,
                             shape=(16, 16), labels=LABELS, seed=3, split_fractions=(0.6, 0.4, 0.0))
     return Dataset.open(root)
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_a_generator_that_follows_its_conditions_is_told_from_one_that_ignores_them(toy_data, tmp_path):

@@ -202,10 +202,8 @@ def _read_out(clf: LabelClassifier, none: np.ndarray, sets: dict[str, np.ndarray
              for lab, x in sets.items()}
     # With "no finding" as one more class (can it tell that a finding was asked for?) and among
     # the findings alone (can it tell which one?).
-    assignment = {}
-    if len(sets) >= 1:
-        assignment["with_no_finding"] = assignment_test(
-            clf, {NO_FINDING: none, **sets}, real_images=calib_x, real_targets=calib_y, seed=seed).as_dict()
+    assignment = {"with_no_finding": assignment_test(
+        clf, {NO_FINDING: none, **sets}, real_images=calib_x, real_targets=calib_y, seed=seed).as_dict()}
     if len(sets) >= 2:
         assignment["findings_only"] = assignment_test(
             clf, sets, real_images=calib_x, real_targets=calib_y, seed=seed).as_dict()
