@@ -85,6 +85,9 @@ def test_same_model_and_seed_give_the_same_cohort(tmp_path):
     ages = [r.age for r in cohort.records]
     assert all(30 <= x <= 70 for x in ages) and all(r.sex in ("F", "M") for r in cohort.records)
     info = json.loads((a / "cohort.json").read_text())
+    # Defaults resolved: the cohort says which guidance made it even when none was asked for.
+    assert info["sampling"] == {"sampler": "dpm++", "steps": 3,
+                                "guidance_scale": m.config.sampling.guidance_scale}
     assert info["model_sha256"] == sha256_file(run / "model.safetensors") == m.model_hash
     prov = info["provenance"]
     assert prov["seed"] == 7 and prov["model_sha256"] == m.model_hash and "torch" in prov["packages"]

@@ -86,6 +86,11 @@ def generate_cohort(model, n: int, out: str | Path, *, label_rates: dict[str, fl
         "label_vocabulary": model.label_vocabulary,
         "model_sha256": model.model_hash,
         "generation": request,
+        # What was actually used, defaults resolved: guidance in particular changes how strongly
+        # a finding shows, so a reader of the cohort must not have to dig for the model's default.
+        "sampling": {"sampler": sampler, "steps": int(steps or model.config.sampling.steps),
+                     "guidance_scale": float(model.config.sampling.guidance_scale
+                                             if guidance_scale is None else guidance_scale)},
         "provenance": provenance(request, seed=seed, model_sha256=model.model_hash,
                                  model_config=model.config.model_dump(mode="json")),
     }
