@@ -54,13 +54,13 @@ def _describe(name: str, value: Any) -> str:
     if name == "generate":
         return f"synthetic cohort in {value}"
     if name == "evaluate":
-        fid = value["fidelity"]
-        key = "feature_frechet" if "feature_frechet" in fid["synthetic_vs_train"] else "intensity_w1"
-        text = (f"{key} to real train {fid['synthetic_vs_train'][key]:.3g} (real floor "
-                f"{fid['holdout_vs_train_floor'][key]:.3g})")
+        from synthmed.evaluate.runner import TRAIN_INSTRUMENT, headline_fidelity
+
+        key, synthetic, floor = headline_fidelity(value)
+        text = f"{key} to real train {synthetic:.3g} (real floor {floor:.3g})"
         if "by_guidance" in value:
             g, entry = next(iter(value["by_guidance"].items()))
-            a = entry["train-split classifier"]["assignment"]["with_no_finding"]
+            a = entry[TRAIN_INSTRUMENT]["assignment"]["with_no_finding"]
             text += (f"; conditioned finding named in {a['accuracy']:.0%} of samples (chance "
                      f"{a['chance']:.0%}, guidance {g})")
         return text

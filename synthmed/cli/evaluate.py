@@ -44,13 +44,12 @@ def evaluate_cmd(
 
 
 def print_summary(console, record: dict) -> None:
-    from synthmed.evaluate.runner import TRAIN_INSTRUMENT
+    from synthmed.evaluate.runner import TRAIN_INSTRUMENT, headline_fidelity
 
+    key, synthetic, floor = headline_fidelity(record)
     fid = record["fidelity"]
-    key = "feature_frechet" if "feature_frechet" in fid["synthetic_vs_train"] else "intensity_w1"
-    console.print(f"fidelity (unconditional, n = {fid['n']}): {key} {fid['synthetic_vs_train'][key]:.4g}"
-                  f" (real holdout floor {fid['holdout_vs_train_floor'][key]:.4g},"
-                  f" noise {fid['noise_vs_train'][key]:.4g})")
+    console.print(f"fidelity (unconditional, n = {fid['n']}): {key} {synthetic:.4g}"
+                  f" (real holdout floor {floor:.4g}, noise {fid['noise_vs_train'][key]:.4g})")
     if "by_guidance" not in record:
         console.print(f"conditioning {record.get('conditioning', 'not evaluated')}")
         return

@@ -180,7 +180,7 @@ def evaluate_generator(model: Any, dataset: Any, out: str | Path | None = None, 
     record["provenance"] = provenance(
         {"labels": record.get("labels"), "top": top, "n": n, "guidance": guidance, "steps": steps,
          "sampler": sampler, "batch_size": batch_size, "classifier_epochs": classifier_epochs},
-        seed=seed, model_hash=model.model_hash, dataset_fingerprint=dataset.fingerprint())
+        seed=seed, model_hash=model.model_hash, dataset_fingerprint=record["dataset_fingerprint"])
 
     if out is not None:
         out = Path(out)
@@ -188,10 +188,19 @@ def evaluate_generator(model: Any, dataset: Any, out: str | Path | None = None, 
         scale = max(1, 64 // max(dataset.shape))  # small images are enlarged to be seen
         save_grid(np.concatenate(grid_rows), out / "samples.png", ncol=grid_columns, scale=scale)
         if real_grid:
-            save_grid(_real_rows(x_tr, x_ho, record, findings, dataset, tr, ho, grid_columns, rng),
+            save_grid(_real_rows(x_tr, x_ho, y_tr if findings else None, y_ho if findings else None,
+                                 record, findings, grid_columns, rng),
                       out / "real.png", ncol=grid_columns, scale=scale)
         write_json(out / "evaluation.json", record)
     return record
+
+
+def headline_fidelity(record: dict) -> tuple[str, float, float]:
+    """(distance name, synthetic vs train, real floor) for a one-line summary: the classifier's
+    feature Fréchet distance where the dataset has labels, the intensity W1 otherwise."""
+    fid = record["fidelity"]
+    key = "feature_frechet" if "feature_frechet" in fid["synthetic_vs_train"] else "intensity_w1"
+    return key, fid["synthetic_vs_train"][key], fid["holdout_vs_train_floor"][key]
 
 
 def _read_out(clf: LabelClassifier, none: np.ndarray, sets: dict[str, np.ndarray],
@@ -223,12 +232,11 @@ def _condition_fidelity(x: np.ndarray, label: str, findings: Sequence[str], x_tr
             "holdout_floor": fidelity_report(real, x_ho[in_ho][:m], classifier=features)}
 
 
-def _real_rows(x_tr, x_ho, record, findings, dataset, tr, ho, ncol, rng) -> np.ndarray:
+def _real_rows(x_tr, x_ho, y_tr, y_ho, record, findings, ncol, rng) -> np.ndarray:
     """Real rows matching samples.png: random holdout images, no finding, then each finding
     (holdout first, topped up from train; a short row is padded with black)."""
     rows = [x_ho[rng.permutation(x_ho.shape[0])[:ncol]]]
     if "labels" in record:
-        y_tr, y_ho = label_targets(dataset, tr, findings), label_targets(dataset, ho, findings)
         for lab in [NO_FINDING] + record["labels"]:
             rows.append(np.concatenate([x_ho[_members(y_ho, findings, lab)],
                                         x_tr[_members(y_tr, findings, lab)]])[:ncol])
