@@ -85,7 +85,11 @@ STANDARD_UID_ROOT = "1.2.840.10008."
 def _placeholder(value: str, keyword: str) -> bool:
     """Exports often fill a field with its own name ('ReferringPhysicianName', 'Institution')."""
     letters = re.sub(r"[^a-z]", "", value.lower())
-    return bool(letters) and (letters in keyword.lower() or letters in _KEYWORDS_LOWER)
+    # A placeholder is mostly a word: the lone prefix letter of an ID like 'A0123456789' is also
+    # "in" the keyword AccessionNumber, and such an ID must stay in the oracle.
+    if len(letters) < 4 or len(letters) < len(re.sub(r"[^a-z0-9]", "", value.lower())) / 2:
+        return False
+    return letters in keyword.lower() or letters in _KEYWORDS_LOWER
 
 
 _KEYWORDS_LOWER = frozenset(k.lower() for k in keyword_dict)
