@@ -43,28 +43,16 @@ from synthmed.data.normalise import GeometryError, prepare
 from synthmed.data.records import ImageRecord, records_to_csv
 from synthmed.data.split import assert_patient_disjoint, patient_strata, split_patients
 from synthmed.errors import InputError, SynthmedError, require_path
-from synthmed.io import nifti, npz, raster
+from synthmed.data.checks import ImageCheck, build_checks, run_checks
+from synthmed.io import nifti
 from synthmed.io.atomic import write_json, write_text
+from synthmed.io.readers import (ReadOptions, ReadTask, get_reader, known_suffixes, reader_for,
+                                 suffix_of)
 from synthmed.io.types import LoadedImage, RefusedInput
 from synthmed.progress import console, make_progress
 from synthmed.provenance import hash_id_list, provenance
 
 REPORT_SCHEMA = "synthmed.ingest_report/1"
-
-# Suffix -> reader. Files with a suffix from _SKIP_SUFFIXES (documents, tables, archives) are
-# skipped and counted; every other file is a DICOM candidate, because DICOM files often have no
-# suffix or an arbitrary one ('IM_0001', 'CT.1.2.840.5'), and find_dicom_series checks content.
-_SKIP_SUFFIXES = frozenset((
-    ".csv", ".tsv", ".json", ".txt", ".md", ".rst", ".yaml", ".yml", ".xml", ".html", ".htm",
-    ".pdf", ".log", ".py", ".sh", ".bat", ".ini", ".cfg", ".toml", ".key", ".zip", ".tar", ".gz",
-    ".tgz", ".7z", ".xlsx", ".xls", ".doc", ".docx", ".rtf", ".odt", ".mat", ".h5", ".hdf5",
-    ".npy", ".pkl", ".pickle", ".pt", ".pth", ".safetensors", ".db", ".sqlite", ".bak", ".tmp",
-    ".exe", ".dll", ".so", ".js", ".css", ".ipynb", ".gif", ".svg", ".mp4", ".avi", ".mov",
-    ".nrrd", ".mha", ".mhd", ".raw", ".img", ".hdr", ".sav", ".dat",
-))
-_KNOWN_SUFFIXES = frozenset((*nifti.SUFFIXES, *raster.SUFFIXES, *npz.SUFFIXES, ".dcm", ".dicom",
-                             ".ima", *_SKIP_SUFFIXES))
-
 
 @dataclass
 class IngestResult:
@@ -85,44 +73,11 @@ class IngestResult:
 
 # --------------------------------------------------------------------------- discovery
 
-@dataclass(frozen=True)
-class _Task:
-    """One unit of work for a worker: a non-DICOM file or a DICOM series."""
-
-    kind: str                      # nifti | raster | npz | dicom
-    path: Path                     # the file, or the first file of a series (for messages)
-    order: tuple                   # sort key: (source index, relative path)
-    meta: MetadataRow | None = None
-    raw_patient: str | None = None
-    series: Any = None             # DicomSeries for kind == "dicom"
-    n_files: int = 1
-
-
-def _suffix(path: Path) -> str:
-    name = path.name.lower()
-    if name.endswith(".nii.gz"):
-        return ".nii.gz"
-    return path.suffix.lower()
-
-
-def _reader_kind(path: Path) -> str | None:
-    suffix = _suffix(path)
-    if suffix in nifti.SUFFIXES:
-        return "nifti"
-    if suffix in raster.SUFFIXES:
-        return "raster"
-    if suffix in npz.SUFFIXES:
-        return "npz"
-    if suffix in _SKIP_SUFFIXES:
-        return None
-    return "dicom"
-
-
 def _safe_suffix(path: Path) -> str:
     """The suffix when it is a known file type; anything else ('.16573', a UID tail, or
     '.Jane' in 'Doe.Jane') could identify, and is dropped."""
-    suffix = _suffix(path)
-    return suffix if suffix in _KNOWN_SUFFIXES else ""
+    suffix = suffix_of(path)
+    return suffix if suffix in known_suffixes() else ""
 
 
 def file_ref(key: bytes, path: str | Path) -> str:
@@ -143,7 +98,7 @@ def _walk(root: Path) -> Iterator[Path]:
         if entry.is_dir():
             inner = list(_walk(entry))
             # An empty folder named like an image file is what the user meant as a file.
-            if not inner and _reader_kind(entry) not in (None, "dicom"):
+            if not inner and reader_for(entry) not in (None, "dicom"):
                 yield entry
             yield from inner
         else:
@@ -152,15 +107,16 @@ def _walk(root: Path) -> Iterator[Path]:
 
 @dataclass
 class _Discovery:
-    tasks: list[_Task]
+    tasks: list[ReadTask]
     refusals: list[tuple[Path, str, int]]   # (path, reason, n_files)
     skipped: Counter
     files_found: int
+    dicom_headers: Any = None               # the DICOM scan's HeaderCache, for the readers
 
 
 def discover(sources: list[Path], config: IngestConfig, metadata: Metadata | None, deid) -> _Discovery:
     from_name = re.compile(config.filename_patient_pattern) if config.filename_patient_pattern else None
-    tasks: list[_Task] = []
+    tasks: list[ReadTask] = []
     refusals: list[tuple[Path, str, int]] = []
     skipped: Counter = Counter()
     dicom_files: list[tuple[Path, tuple, Path]] = []
@@ -174,9 +130,9 @@ def discover(sources: list[Path], config: IngestConfig, metadata: Metadata | Non
                 found += 1
                 continue
             found += 1
-            kind = _reader_kind(path)
+            kind = reader_for(path)
             if kind is None:
-                skipped[_suffix(path)] += 1  # always one of _SKIP_SUFFIXES
+                skipped[suffix_of(path)] += 1  # always one of SKIP_SUFFIXES
                 continue
             order = (si, rel)
             if path.is_symlink() and not path.exists():
@@ -185,13 +141,13 @@ def discover(sources: list[Path], config: IngestConfig, metadata: Metadata | Non
             if path.is_dir():
                 refusals.append((path, "unreadable: a folder, not a file", 1))
                 continue
-            if kind == "dicom":
+            if get_reader(kind).groups_files:
                 dicom_files.append((path, order, root))
                 continue
             row = metadata.lookup(path, root) if metadata is not None else None
             raw = row.patient_id if row is not None and row.patient_id else None
             if raw is None and from_name is not None:
-                stem = nifti.nifti_stem(path) if kind == "nifti" else path.stem
+                stem = get_reader(kind).stem(path)
                 m = from_name.search(stem)
                 # '00000001' from a file name is patient '1' in a metadata CSV: numeric IDs lose
                 # leading zeros so both routes give the same pseudonym.
@@ -199,12 +155,12 @@ def discover(sources: list[Path], config: IngestConfig, metadata: Metadata | Non
                     (m.group(1) if m else None)
             if raw is None and kind != "npz":
                 raw = str(Path(rel).with_suffix(""))  # each file its own patient
-            tasks.append(_Task(kind, path, order, row, raw))
+            tasks.append(ReadTask(kind, path, order, row, raw))
+    headers = None
     if dicom_files:
-        from synthmed.io.dicom import find_dicom_series
-
         order_of = {p: (o, r) for p, o, r in dicom_files}
-        series_list, dicom_refused = find_dicom_series([p for p, _, _ in dicom_files])
+        scan = get_reader("dicom").scan([p for p, _, _ in dicom_files])
+        series_list, dicom_refused, headers = scan.series, scan.refused, scan.headers
         for ref in dicom_refused:
             refusals.append((Path(ref.path), ref.reason, 1))
         for series in series_list:
@@ -217,9 +173,10 @@ def discover(sources: list[Path], config: IngestConfig, metadata: Metadata | Non
                     row = metadata.lookup(Path(f), root)
                     if row is not None:
                         break
-            tasks.append(_Task("dicom", first, order, row, None, series, len(files)))
+            tasks.append(ReadTask("dicom", first, order, row, None, series,
+                                  tuple(Path(f) for f in files)))
     tasks.sort(key=lambda t: t.order)
-    return _Discovery(tasks, refusals, skipped, found)
+    return _Discovery(tasks, refusals, skipped, found, headers)
 
 
 # --------------------------------------------------------------------------- workers
@@ -244,28 +201,25 @@ class _Outcome:
     refusals: list[tuple[Path, str]] = field(default_factory=list)
 
 
-_STATE: dict[str, Any] = {}
+@dataclass
+class _WorkerContext:
+    """Everything a worker needs besides its task; built once per run by `ingest` and handed
+    to worker processes by the pool initializer (fork: inherited, not pickled)."""
+
+    deid: Any
+    config: IngestConfig
+    options: ReadOptions
+    checks: list[ImageCheck]
 
 
-def _init_worker(deid, config: IngestConfig) -> None:
-    _STATE["deid"], _STATE["config"] = deid, config
+# Set only by `_init_worker`, in a worker process: ProcessPoolExecutor calls a module-level
+# function per task, and this is how the initializer's arguments reach it.
+_WORKER: _WorkerContext | None = None
 
 
-def _read(task: _Task, deid, config: IngestConfig) -> list[LoadedImage]:
-    if task.kind == "nifti":
-        return [nifti.load_nifti(task.path, deid, raw_patient=task.raw_patient,
-                                 modality=config.nifti_modality)]
-    if task.kind == "raster":
-        return [raster.load_raster(task.path, deid, raw_patient=task.raw_patient,
-                                   modality=config.raster_modality)]
-    if task.kind == "npz":
-        return npz.load_npz(task.path, deid, raw_prefix=task.raw_patient,
-                            modality=config.raster_modality)
-    from synthmed.io.dicom import load_series
-
-    allowed = frozenset(config.deid.allowed_modalities) if config.deid.allowed_modalities else None
-    return load_series(task.series, deid, allow_burned_in=config.deid.allow_burned_in,
-                       allowed_modalities=allowed)
+def _init_worker(ctx: _WorkerContext) -> None:
+    global _WORKER
+    _WORKER = ctx
 
 
 def _apply_metadata(img: LoadedImage, row: MetadataRow | None, deid) -> LoadedImage:
@@ -283,13 +237,12 @@ def _apply_metadata(img: LoadedImage, row: MetadataRow | None, deid) -> LoadedIm
     return dataclasses.replace(img, **changes)
 
 
-def _process(task: _Task, deid=None, config: IngestConfig | None = None) -> _Outcome:
-    """Read, de-identify, normalise and resize one task; never raises for bad input."""
-    deid = deid if deid is not None else _STATE["deid"]
-    config = config if config is not None else _STATE["config"]
+def _process(task: ReadTask, ctx: _WorkerContext) -> _Outcome:
+    """Read, de-identify, check, normalise and resize one task; never raises for bad input."""
+    deid, config = ctx.deid, ctx.config
     outcome = _Outcome(task.path, task.n_files)
     try:
-        loaded = _read(task, deid, config)
+        loaded = get_reader(task.reader).read(task, deid, ctx.options)
     except RefusedInput as err:
         outcome.refusals.append((Path(err.path), err.reason))
         return outcome
@@ -306,10 +259,15 @@ def _process(task: _Task, deid=None, config: IngestConfig | None = None) -> _Out
         outcome.refusals.append((task.path, "no image in the file"))
     for i, img in enumerate(loaded):
         img = _apply_metadata(img, task.meta, deid)
+        where = f"image {i + 1} of {len(loaded)}: " if len(loaded) > 1 else ""
+        checked = run_checks(img, ctx.checks)
+        if checked.refused:
+            outcome.refusals.append((task.path, f"{where}{checked.reason}"))
+            continue
+        img = checked.image
         try:
             prep = prepare(img.array, img.spacing, img.modality, config)
         except GeometryError as err:
-            where = f"image {i + 1} of {len(loaded)}: " if len(loaded) > 1 else ""
             outcome.refusals.append((task.path, f"{where}{err}"))
             continue
         slim = dataclasses.replace(img, array=np.empty((0,), np.float32))
@@ -323,7 +281,7 @@ def _noop() -> None:
 
 
 @contextlib.contextmanager
-def _worker_pool(workers: int, n_tasks: int, deid, config: IngestConfig) -> Iterator[Any]:
+def _worker_pool(workers: int, n_tasks: int, ctx: _WorkerContext) -> Iterator[Any]:
     """A started process pool, or None when the work runs in this process.
 
     fork: workers inherit the imported modules, so starting them costs milliseconds instead of
@@ -335,9 +293,9 @@ def _worker_pool(workers: int, n_tasks: int, deid, config: IngestConfig) -> Iter
         yield None
         return
     methods = multiprocessing.get_all_start_methods()
-    ctx = get_context("fork") if "fork" in methods else get_context()
-    pool = ProcessPoolExecutor(max_workers=min(workers, n_tasks), mp_context=ctx,
-                               initializer=_init_worker, initargs=(deid, config))
+    mp = get_context("fork") if "fork" in methods else get_context()
+    pool = ProcessPoolExecutor(max_workers=min(workers, n_tasks), mp_context=mp,
+                               initializer=_init_worker, initargs=(ctx,))
     try:
         pool.submit(_noop).result()  # with fork, all workers start on the first submit
         yield pool
@@ -345,29 +303,31 @@ def _worker_pool(workers: int, n_tasks: int, deid, config: IngestConfig) -> Iter
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _process_chunk(tasks: list[_Task]) -> list[_Outcome]:
-    return [_process(t) for t in tasks]
+def _process_chunk(tasks: list[ReadTask]) -> list[_Outcome]:
+    assert _WORKER is not None, "_process_chunk runs in a worker started by _worker_pool"
+    return [_process(t, _WORKER) for t in tasks]
 
 
-def _chunks(tasks: list[_Task], workers: int) -> list[list[_Task]]:
+def _chunks(tasks: list[ReadTask], workers: int) -> list[list[ReadTask]]:
     """Small files travel to workers in batches (one round trip per ~16 PNGs instead of one per
     file); a DICOM series, already many files, travels alone."""
     size = max(1, min(16, len(tasks) // (8 * workers)))
-    out: list[list[_Task]] = []
+    out: list[list[ReadTask]] = []
     for t in tasks:
-        if t.kind == "dicom" or not out or out[-1][-1].kind == "dicom" or len(out[-1]) >= size:
+        if (t.series is not None or not out or out[-1][-1].series is not None
+                or len(out[-1]) >= size):
             out.append([t])
         else:
             out[-1].append(t)
     return out
 
 
-def _ordered_map(tasks: list[_Task], deid, config: IngestConfig, pool,
+def _ordered_map(tasks: list[ReadTask], ctx: _WorkerContext, pool,
                  workers: int = 1) -> Iterator[_Outcome]:
     """Outcomes in task order; at most a few batches in flight per worker (bounded memory)."""
     if pool is None:
         for task in tasks:
-            yield _process(task, deid, config)
+            yield _process(task, ctx)
         return
     pending: deque = deque()
     it = iter(_chunks(tasks, workers))
@@ -493,10 +453,12 @@ def ingest(sources: list[Path], out: Path, config: IngestConfig | None = None,
     files_kept = 0
     intensity: dict[str, dict[str, Any]] = {}
     try:
-        with _worker_pool(workers, len(found.tasks), deid, config) as pool, \
+        ctx = _WorkerContext(deid, config, ReadOptions(config, found.dicom_headers),
+                             build_checks(config))
+        with _worker_pool(workers, len(found.tasks), ctx) as pool, \
                 make_progress() as progress:
             bar = progress.add_task("ingest", total=len(found.tasks))
-            for outcome in _ordered_map(found.tasks, deid, config, pool, workers):
+            for outcome in _ordered_map(found.tasks, ctx, pool, workers):
                 for path, reason in outcome.refusals:
                     refuse(path, reason, outcome.n_files if not outcome.items else 1)
                 if outcome.items:
