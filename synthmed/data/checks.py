@@ -17,6 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+import numpy as np
+
 from synthmed.data.ingest_config import IngestConfig
 from synthmed.io.types import LoadedImage
 
@@ -66,10 +68,42 @@ def run_checks(image: LoadedImage, checks: list[ImageCheck]) -> CheckResult:
     return CheckResult.keep(image)
 
 
+class DegenerateImageCheck(ImageCheck):
+    """Refuses images that hold no picture: a few pixels, a sliver, or one value everywhere.
+
+    Such files (1x1 placeholders, 1x5000 strips, blank exports) pass every reader and would be
+    learnt as blank training images. For a volume the in-plane size is judged (a few slices are
+    a legitimate volume) and the whole volume must be constant to be refused. The limits are
+    far from any real radiograph or slice: the smallest side of shared MedMNIST-style images is
+    28 px, and stitched long-leg radiographs reach about 1:4.
+    """
+
+    name = "degenerate"
+    MIN_SIDE = 8
+    MAX_ASPECT = 20.0
+
+    def check(self, image: LoadedImage) -> CheckResult:
+        arr = image.array
+        if arr.ndim < 2:
+            return CheckResult.refuse(f"degenerate image: {arr.ndim} dimension(s)")
+        h, w = arr.shape[-2:]
+        if min(h, w) < self.MIN_SIDE:
+            return CheckResult.refuse(f"degenerate image: {h}x{w} pixels (each side needs at "
+                                      f"least {self.MIN_SIDE})")
+        if max(h, w) / min(h, w) > self.MAX_ASPECT:
+            return CheckResult.refuse(f"degenerate image: {h}x{w} pixels, an aspect ratio beyond "
+                                      f"{self.MAX_ASPECT:g}:1")
+        # min/max, not nanmin/nanmax (twice as slow): with a NaN both are NaN, the test is
+        # False, and normalisation refuses the image for its NaN instead.
+        if float(arr.min()) == float(arr.max()):
+            return CheckResult.refuse("degenerate image: every pixel has the same value (blank)")
+        return CheckResult.keep(image)
+
+
 def build_checks(config: IngestConfig) -> list[ImageCheck]:
     """The checks an ingest with `config` runs, in order."""
-    checks: list[ImageCheck] = []
+    checks: list[ImageCheck] = [DegenerateImageCheck()]
     return checks
 
 
-__all__ = ["CheckResult", "ImageCheck", "build_checks", "run_checks"]
+__all__ = ["CheckResult", "DegenerateImageCheck", "ImageCheck", "build_checks", "run_checks"]

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from synthmed.io import nifti, npz, raster
-from synthmed.io.types import LoadedImage
+from synthmed.io.types import BrokenFile, LoadedImage, RefusedInput
 
 if TYPE_CHECKING:
     from synthmed.data.ingest_config import IngestConfig
@@ -91,6 +91,13 @@ class Reader:
 
     def read(self, task: ReadTask, deid, options: ReadOptions) -> list[LoadedImage]:
         raise NotImplementedError
+
+    def read_parts(self, task: ReadTask, deid,
+                   options: ReadOptions) -> tuple[list[LoadedImage], list[RefusedInput]]:
+        """The images, plus member files refused on their own while the rest of the task was
+        kept (a series read as 2D slices without its broken slice). Raises RefusedInput when
+        nothing of the task can be used."""
+        return self.read(task, deid, options), []
 
 
 READERS: dict[str, Reader] = {}
@@ -176,3 +183,31 @@ class DicomReader(Reader):
         allowed = frozenset(deid_cfg.allowed_modalities) if deid_cfg.allowed_modalities else None
         return dicom.load_series(task.series, deid, allow_burned_in=deid_cfg.allow_burned_in,
                                  allowed_modalities=allowed, headers=options.dicom_headers)
+
+    def read_parts(self, task: ReadTask, deid,
+                   options: ReadOptions) -> tuple[list[LoadedImage], list[RefusedInput]]:
+        """A series that loses a slice (a cut-off or corrupt file) is refused as incomplete,
+        naming the broken file, because a volume with a hole is not the anatomy it claims to
+        be; with `spatial_dims: 2` the other slices are kept and the broken one is refused."""
+        import dataclasses
+
+        series = task.series
+        files = list(series.files)
+        dropped: list[RefusedInput] = []
+        while True:
+            try:
+                part = task if not dropped else dataclasses.replace(
+                    task, series=dataclasses.replace(series, files=list(files)))
+                return self.read(part, deid, options), dropped
+            except BrokenFile as err:
+                bad = Path(err.path)
+                if len(series.files) == 1 or bad not in files:
+                    raise
+                if options.config.spatial_dims != 2:
+                    raise RefusedInput(bad, f"series incomplete: slice {bad} is unusable "
+                                            f"({err.reason}); a 3D volume needs every slice of "
+                                            f"its series ({len(series.files)} files)") from None
+                dropped.append(err)
+                files.remove(bad)
+                if not files:
+                    raise RefusedInput(bad, f"every file of the series is unusable ({err.reason})") from None

@@ -18,8 +18,8 @@ from pydicom.uid import UID
 from synthmed.deid.dicom_deid import quiet_pydicom
 from synthmed.io.dicom.geometry import _floats, _shape_signature
 from synthmed.io.dicom.policy import _transfer_syntax, _ts_name
-from synthmed.io.dicom.scan import HeaderCache, _text, _truncated
-from synthmed.io.types import RefusedInput
+from synthmed.io.dicom.scan import HeaderCache, _text, _truncated, header_number
+from synthmed.io.types import BrokenFile, RefusedInput
 
 def _read_full(path: Path, headers: HeaderCache | None = None) -> Dataset:
     """The whole dataset; continues from the scan's partial header when `headers` holds it."""
@@ -45,11 +45,11 @@ def _read_full(path: Path, headers: HeaderCache | None = None) -> Dataset:
             else:
                 ds = pydicom.dcmread(path, force=True)
     except OSError as err:
-        raise RefusedInput(path, f"cannot read file ({err.strerror or err})") from None
+        raise BrokenFile(path, f"cannot read file ({err.strerror or type(err).__name__})") from None
     except Exception as err:
-        raise RefusedInput(path, f"truncated or corrupt DICOM file ({type(err).__name__})") from None
+        raise BrokenFile(path, f"truncated or corrupt DICOM file ({type(err).__name__})") from None
     if _truncated(caught):
-        raise RefusedInput(path, "truncated file (data ends early)")
+        raise BrokenFile(path, "truncated file (data ends early)")
     return ds
 
 
@@ -66,29 +66,37 @@ def _decoded(ds: Dataset, path: Path, rescale: bool = True) -> tuple[np.ndarray,
     try:
         arr = ds.pixel_array
     except Exception as err:
-        msg = str(err).splitlines()[0][:120] if str(err) else type(err).__name__
+        msg = str(err)
         if "less than expected" in msg or "no pixel data" in msg.lower():
-            raise RefusedInput(path, "truncated file (pixel data shorter than the image size)") from None
-        raise RefusedInput(path, f"cannot decode pixel data ({_ts_name(_transfer_syntax(ds))}): {msg}") from None
-    if int(ds.get("SamplesPerPixel", 1) or 1) > 1:
+            raise BrokenFile(path, "truncated file (pixel data shorter than the image size)") from None
+        # The decoder's own message is long (the RLE one runs over several sentences) and may
+        # quote header values: the reason names the syntax and the kind of error only.
+        raise RefusedInput(path, f"cannot decode pixel data ({_ts_name(_transfer_syntax(ds))}, "
+                                 f"{type(err).__name__})") from None
+    if header_number(ds, "SamplesPerPixel", 1, path, int) > 1:
         # pydicom returns RGB (YBR converted) with channels last. Within 2 grey levels: the
         # YBR-to-RGB conversion of a grey image rounds unevenly.
         a = arr.astype(np.int32)
         if max(np.abs(a[..., 0] - a[..., 1]).max(), np.abs(a[..., 0] - a[..., 2]).max()) > 2:
-            raise RefusedInput(path, f"colour image ({photometric or 'RGB'}) is not supported: "
+            shown = photometric if photometric in _COLOUR_CODES else "RGB"  # a header value: only known codes
+            raise RefusedInput(path, f"colour image ({shown}) is not supported: "
                                      "synthmed models grayscale images")
         return arr[..., 0], 1.0, 0.0
     slope, intercept = 1.0, 0.0
     if rescale and "ModalityLUTSequence" in ds:
         arr = np.asarray(apply_modality_lut(arr, ds), dtype=np.float32)
     elif rescale:
-        slope = float(ds.get("RescaleSlope", 1) or 1)
-        intercept = float(ds.get("RescaleIntercept", 0) or 0)
+        slope = header_number(ds, "RescaleSlope", 1.0, path) or 1.0
+        intercept = header_number(ds, "RescaleIntercept", 0.0, path)
     if photometric == "MONOCHROME1":
         # Minimum means white: flip so that brighter always means more signal / attenuation.
         out = arr.astype(np.float32) * np.float32(slope) + np.float32(intercept)
         return (out.max() + out.min()) - out, 1.0, 0.0
     return arr, slope, intercept
+
+
+_COLOUR_CODES = frozenset({"RGB", "YBR_FULL", "YBR_FULL_422", "YBR_PARTIAL_420", "YBR_ICT",
+                           "YBR_RCT", "HSV", "ARGB", "CMYK"})
 
 
 def _write_rescaled(dst: np.ndarray, arr: np.ndarray, slope: float, intercept: float) -> None:
@@ -208,11 +216,11 @@ class _FastSlices:
                 rest = read_dataset(fp, bool(implicit), bool(little), specific_tags=_REST_TAGS,
                                     parent_encoding=head.original_character_set)
         except OSError as err:
-            raise RefusedInput(path, f"cannot read file ({err.strerror or err})") from None
+            raise BrokenFile(path, f"cannot read file ({err.strerror or type(err).__name__})") from None
         except Exception as err:
-            raise RefusedInput(path, f"truncated or corrupt DICOM file ({type(err).__name__})") from None
+            raise BrokenFile(path, f"truncated or corrupt DICOM file ({type(err).__name__})") from None
         if _truncated(caught[start:]):
-            raise RefusedInput(path, "truncated file (data ends early)")
+            raise BrokenFile(path, "truncated file (data ends early)")
         pixels = _elem(rest, 0x7FE00010)
         if (pixels is None or not isinstance(pixels.value, bytes)
                 or _slice_key(head, rest) != self.key):
@@ -222,7 +230,7 @@ class _FastSlices:
             arr = self.decoder.as_array(pixels.value, validate=True, **self.options)[0]
         except ValueError as err:
             if "less than expected" in str(err):
-                raise RefusedInput(path, "truncated file (pixel data shorter than the image size)") from None
+                raise BrokenFile(path, "truncated file (pixel data shorter than the image size)") from None
             return None  # let the full path say what is wrong
         position = _raw_strings(head, 0x00200032)
         order = (_raw_number(head, 0x00200100), _raw_number(head, 0x00200012), _raw_number(head, 0x00200013))
@@ -238,12 +246,13 @@ def _pixels_multiframe(ds: Dataset, path: Path) -> np.ndarray:
         return _pixels(ds, path)
     shared_item = shared[0] if shared else None
     arr = _pixels(ds, path, rescale=False)
-    nframes = int(ds.get("NumberOfFrames", 1) or 1)
+    nframes = header_number(ds, "NumberOfFrames", 1, path, int) or 1
 
     def _pvt(item):
         if item is not None and "PixelValueTransformationSequence" in item and item.PixelValueTransformationSequence:
             t = item.PixelValueTransformationSequence[0]
-            return float(t.get("RescaleSlope", 1) or 1), float(t.get("RescaleIntercept", 0) or 0)
+            return (header_number(t, "RescaleSlope", 1.0, path) or 1.0,
+                    header_number(t, "RescaleIntercept", 0.0, path))
         return None
 
     base = _pvt(shared_item)

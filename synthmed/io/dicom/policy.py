@@ -9,7 +9,7 @@ from pydicom.pixels import get_decoder
 from pydicom.uid import UID
 
 from synthmed.io.dicom.scan import _text
-from synthmed.io.types import RefusedInput
+from synthmed.io.types import BrokenFile, RefusedInput
 
 # Modalities refused unless listed in `allowed_modalities`: ultrasound and secondary/other
 # captures are photographs of screens more often than not (burned-in text, annotations,
@@ -45,7 +45,7 @@ def _check_decodable(ds: Dataset, path: Path) -> None:
         except (AttributeError, TypeError, ValueError):
             return  # let the decoder say what is wrong
         if actual < expected:
-            raise RefusedInput(path, f"truncated file (pixel data is {actual} of {expected} bytes)")
+            raise BrokenFile(path, f"truncated file (pixel data is {actual} of {expected} bytes)")
         return
     try:
         decoder = get_decoder(ts)

@@ -127,7 +127,7 @@ def _read_header(path: Path, caught: list | None = None,
     try:
         fp = open(path, "rb")
     except OSError as err:
-        raise RefusedInput(path, f"cannot read file ({err.strerror or err})") from None
+        raise RefusedInput(path, f"cannot read file ({err.strerror or type(err).__name__})") from None
     try:
         with fp, (quiet_pydicom() if caught is None else nullcontext(caught)) as caught:
             st = os.fstat(fp.fileno())
@@ -151,7 +151,7 @@ def _read_header(path: Path, caught: list | None = None,
     except RefusedInput:
         raise
     except OSError as err:
-        raise RefusedInput(path, f"cannot read file ({err.strerror or err})") from None
+        raise RefusedInput(path, f"cannot read file ({err.strerror or type(err).__name__})") from None
     except Exception as err:  # EOFError, struct/ValueError from a cut-off header, ...
         raise RefusedInput(path, f"truncated or corrupt DICOM header ({type(err).__name__})") from None
     if headers is not None:
@@ -162,6 +162,17 @@ def _read_header(path: Path, caught: list | None = None,
 def _text(ds: Dataset, keyword: str) -> str:
     v = ds.get(keyword, "")
     return "" if v is None else str(v).strip()
+
+
+def header_number(ds: Dataset, keyword: str, default: float, path: Path, cast=float):
+    """`keyword`'s value as a number (`default` when absent or empty), or RefusedInput naming the
+    keyword. The reason never quotes the value: a malformed field can hold anything, a name
+    included, and Python's own message ("could not convert string to float: '...'") would."""
+    try:
+        value = ds.get(keyword, default)
+        return cast(value if value not in (None, "") else default)
+    except (TypeError, ValueError, OverflowError):
+        raise RefusedInput(path, f"{keyword} is not a valid number") from None
 
 
 def _raw_text(ds: Dataset, tag: int) -> str:

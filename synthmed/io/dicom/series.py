@@ -54,6 +54,11 @@ def load_series(series: DicomSeries, deid: Deidentifier, *, allow_burned_in: boo
     try:
         with quiet_pydicom() as caught:
             return _load_series(series, deid, allow_burned_in, allowed_modalities, caught, headers)
+    except (TypeError, ValueError, OverflowError) as err:
+        # A header value that is not what its VR promises; Python's message would quote it.
+        where = series.files[0] if series.files else ""
+        raise RefusedInput(where, "a header value is malformed (not a valid number or code; "
+                                  f"{type(err).__name__})") from None
     finally:
         if headers is not None:
             for f in series.files:  # a refused series leaves no cached headers behind
