@@ -29,6 +29,7 @@ class CheckResult:
 
     image: LoadedImage | None
     reason: str | None = None
+    note: str = ""  # what a check changed in a kept image ("burned-in text masked: ..."), for the report
 
     @property
     def refused(self) -> bool:
@@ -39,8 +40,8 @@ class CheckResult:
         return cls(image)
 
     @classmethod
-    def replace(cls, image: LoadedImage) -> "CheckResult":
-        return cls(image)
+    def replace(cls, image: LoadedImage, note: str = "") -> "CheckResult":
+        return cls(image, note=note)
 
     @classmethod
     def refuse(cls, reason: str) -> "CheckResult":
@@ -60,12 +61,15 @@ class ImageCheck:
 
 def run_checks(image: LoadedImage, checks: list[ImageCheck]) -> CheckResult:
     """Every check in order; the first refusal stops, a replaced image goes on to the next."""
+    notes = []
     for chk in checks:
         result = chk.check(image)
         if result.refused:
             return result
         image = result.image
-    return CheckResult.keep(image)
+        if result.note:
+            notes.append(result.note)
+    return CheckResult(image, note="; ".join(notes))
 
 
 class DegenerateImageCheck(ImageCheck):
@@ -100,10 +104,42 @@ class DegenerateImageCheck(ImageCheck):
         return CheckResult.keep(image)
 
 
+class PixelTextCheck(ImageCheck):
+    """Burned-in text and screenshots (synthmed.deid.pixels), per `deid.pixel_text`.
+
+    Runs after the degenerate check (a blank image holds no text) and before normalisation, on
+    the image in its stored units; a volume is read on sampled slices (see PixelTextChecker).
+    The reason names the kind of text found, never the text."""
+
+    name = "pixel_text"
+
+    def __init__(self, policy: str = "refuse"):
+        from synthmed.deid.pixels import PixelTextChecker
+
+        self.checker = PixelTextChecker(policy=policy)  # its OCR sessions load on first need
+
+    def check(self, image: LoadedImage) -> CheckResult:
+        import dataclasses
+
+        finding = self.checker.check(image.array, rgb=image.rgb_preview,
+                                     original_shape=image.original_shape or None)
+        if not finding.refused:
+            return CheckResult.keep(image)
+        if self.checker.policy == "mask" and finding.verdict in ("identifying", "unreadable"):
+            masked = self.checker.mask(image.array, finding)
+            return CheckResult.replace(
+                dataclasses.replace(image, array=masked),
+                note=f"masked {finding.reason} ({finding.checked})")
+        return CheckResult.refuse(finding.reason)
+
+
 def build_checks(config: IngestConfig) -> list[ImageCheck]:
     """The checks an ingest with `config` runs, in order."""
     checks: list[ImageCheck] = [DegenerateImageCheck()]
+    if config.deid.pixel_text != "allow":
+        checks.append(PixelTextCheck(config.deid.pixel_text))
     return checks
 
 
-__all__ = ["CheckResult", "DegenerateImageCheck", "ImageCheck", "build_checks", "run_checks"]
+__all__ = ["CheckResult", "DegenerateImageCheck", "ImageCheck", "PixelTextCheck", "build_checks",
+           "run_checks"]

@@ -304,6 +304,7 @@ class _Outcome:
     items: list[_Item] = field(default_factory=list)
     refusals: list[tuple[Path, str]] = field(default_factory=list)
     dropped: list[tuple[Path, str]] = field(default_factory=list)  # members refused, rest kept
+    notes: list[str] = field(default_factory=list)  # what checks changed in kept images
 
 
 # Images up to this many pixels are fingerprinted whole (exact); a larger volume by this many
@@ -415,12 +416,14 @@ def _process(task: ReadTask, ctx: _WorkerContext) -> _Outcome:
             outcome.refusals.append((task.path, f"{where}{checked.reason}"))
             continue
         img = checked.image
+        if checked.note:
+            outcome.notes.append(f"{where}{checked.note}")
         try:
             prep = prepare(img.array, img.spacing, img.modality, config)
         except GeometryError as err:
             outcome.refusals.append((task.path, f"{where}{err}"))
             continue
-        slim = dataclasses.replace(img, array=np.empty((0,), np.float32))
+        slim = dataclasses.replace(img, array=np.empty((0,), np.float32), rgb_preview=None)
         outcome.items.append(_Item(prep.images, prep.shapes, prep.spacings, slim, prep.window,
                                    prep.raw_range, pixel_fingerprint(img.array)))
     return outcome
@@ -656,6 +659,7 @@ def ingest(sources: list[Path], out: Path, config: IngestConfig | None = None,
     drop_rows: set[int] = set()
     alive: dict[int, int] = {}                  # task index -> images kept
     dup_note: dict[int, tuple[str, str]] = {}   # task index -> (status, reason) if none kept
+    kept_note: dict[int, str] = {}              # task index -> what checks changed (masking)
     try:
         ctx = _WorkerContext(deid, config, ReadOptions(config, found.dicom_headers),
                              build_checks(config))
@@ -679,6 +683,8 @@ def ingest(sources: list[Path], out: Path, config: IngestConfig | None = None,
                     continue
                 for path, reason in outcome.refusals:
                     ledger.refuse(path, reason, file_kept=True)
+                if outcome.notes:
+                    kept_note[ti] = "; ".join(outcome.notes)
                 alive[ti] = 0
                 for item in outcome.items:
                     img = item.image
@@ -728,7 +734,7 @@ def ingest(sources: list[Path], out: Path, config: IngestConfig | None = None,
             members = [m for m in task.members if ledger.status.get(m, ("",))[0] != "refused"]
             if n > 0:
                 for m in members:
-                    ledger.set(m, "kept")
+                    ledger.set(m, "kept", kept_note.get(ti, ""))
                 continue
             status, reason = dup_note.get(ti, ("refused", "no image kept"))
             if status == "refused":

@@ -76,6 +76,11 @@ class DeidConfig(StrictConfig):
     allow_burned_in: bool = False
     allowed_modalities: list[str] | None = Field(
         default=None, description="modalities refused by default (US, SC, OT) to accept anyway")
+    pixel_text: Literal["refuse", "allow", "mask"] = Field(
+        default="refuse",
+        description="text burned into pixels (synthmed.deid.pixels): refuse images whose text "
+                    "could identify someone, and screenshots; mask: blank that text and keep the "
+                    "image; allow: no check (laterality and view markers pass in every mode)")
 
 
 class MetadataColumns(StrictConfig):

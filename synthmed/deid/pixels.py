@@ -38,7 +38,7 @@ the *kind* of text found ("a date and a digit run, 3 text boxes"), never the tex
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal, Sequence
 
 import numpy as np
@@ -54,6 +54,7 @@ SEMI-ERECT SUPINE PRONE SITTING STANDING DECUB DECUBITUS LLD RLD OBL OBLIQUE LAO
 CC MLO ML LM XCCL XCCM AT SIN DX SX INSP EXP INSPIRATION EXPIRATION FLEX FLEXION EXT EXTENSION
 WB AXIAL SUP INF ANT POST A P H F TOWNE SWIMMERS LORDOTIC CROSSTABLE CROSS TABLE
 """.split())
+_LONG_MARKERS = tuple(m for m in MARKERS if len(m) >= 5)
 _MAMMO_VIEW = re.compile(r"^[LR](CC|MLO|ML|LM|XCCL|XCCM|AT|SIO|FB)$")
 
 # Common screen and window sizes (width, height). A colour frame of this size is a screen grab.
@@ -107,12 +108,21 @@ class PixelTextFinding:
         return tuple(b for b in self.boxes if b.kind in ("identifying", "unreadable"))
 
 
-def _is_marker(token: str) -> bool:
+def _is_marker(token: str, depth: int = 0) -> bool:
     if token in MARKERS or _MAMMO_VIEW.match(token):
         return True
     # The recogniser confuses I / l / 1 and O / 0 on small print: a long marker one edit away
-    # (PORTABIE, SUPlNE) is still that marker. Short tokens must match exactly.
-    return len(token) >= 5 and any(len(m) >= 5 and _one_edit(token, m) for m in MARKERS)
+    # (PORTABIE, SUPlNE) is still that marker; a line cut at a crop edge keeps a part of one
+    # (PORTAB, RECT: four letters or more of a marker of five or more). Short tokens must match
+    # exactly.
+    if len(token) >= 4 and any(len(m) >= 5 and (_one_edit(token, m) or m.startswith(token)
+                                               or m.endswith(token)) for m in _LONG_MARKERS):
+        return True
+    # A lost space: APPORTABLE is AP + PORTABLE.
+    if depth < 2:
+        return any(token.startswith(m) and _is_marker(token[len(m):], depth + 1)
+                   for m in MARKERS if len(m) >= 2 and len(token) > len(m))
+    return False
 
 
 def _one_edit(a: str, b: str) -> bool:
@@ -272,7 +282,7 @@ def _glyph_runs(mask: np.ndarray) -> int:
     return int(starts.max())
 
 
-def _merge_regions(boxes, shape, pad_x: float = 1.5, pad_y: float = 0.75):
+def _merge_regions(boxes, shape, pad_x: float = 2.5, pad_y: float = 0.75):
     """Pad candidate boxes (by multiples of their height) and merge the overlapping ones.
 
     Returns (x0, y0, x1, y1, smallest line height) per region."""
@@ -345,6 +355,15 @@ class PixelTextChecker:
         state["_engine"] = None
         return state
 
+    def engine_importable(self) -> bool:
+        import importlib.util
+
+        if self._engine_error is None and self._engine is None:
+            for mod in ("onnxruntime", "rapidocr_onnxruntime", "cv2"):
+                if importlib.util.find_spec(mod) is None:
+                    self._engine_error = f"{mod} not installed"
+        return self._engine_error is None
+
     def engine(self) -> _Engine | None:
         if self._engine is None and self._engine_error is None:
             try:
@@ -415,18 +434,26 @@ class PixelTextChecker:
         return PixelTextFinding("clean", "", worst.boxes if worst else (), checked=checked)
 
     def _check_2d(self, image: np.ndarray, checked: str) -> PixelTextFinding:
-        engine = self.engine()
-        if engine is None:
-            return PixelTextFinding("error", "text check could not run (OCR engine "
-                                    f"unavailable: {self._engine_error})", checked=checked)
+        if not self.engine_importable():
+            return self._cannot_run(checked)
         try:
-            boxes, kinds, unreadable = self._read(engine, image)
+            read = self._read(image)
         except Exception as err:  # noqa: BLE001 - fail closed, and never echo the input
             return PixelTextFinding("error", f"text check could not run ({type(err).__name__})",
                                     checked=checked)
-        return self._verdict(boxes, kinds, unreadable, checked)
+        if read is None:
+            return self._cannot_run(checked)
+        return self._verdict(*read, checked)
 
-    def _read(self, engine: _Engine, image: np.ndarray):
+    def _cannot_run(self, checked: str) -> PixelTextFinding:
+        return PixelTextFinding("error", "text check could not run (OCR engine unavailable: "
+                                f"{self._engine_error})", checked=checked)
+
+    def _read(self, image: np.ndarray):
+        """(boxes, kinds, unreadable count), or None when the engine is needed but unavailable.
+
+        The ONNX sessions load on the first image that has a text candidate: an image without
+        any needs neither detector nor recogniser, and most images of a run have none."""
         import cv2
 
         gray = to_uint8(image)
@@ -438,6 +465,11 @@ class PixelTextChecker:
         regions = _merge_regions(cands, gray.shape)
         if sum((r[2] - r[0]) * (r[3] - r[1]) for r in regions) > 0.4 * gray.size:
             regions = [(0, 0, gray.shape[1], gray.shape[0], 24)]  # text everywhere: read it whole
+        if not regions:
+            return [], [], 0
+        engine = self.engine()
+        if engine is None:
+            return None
         gray3 = np.repeat(gray[:, :, None], 3, axis=2)
         boxes: list[TextBox] = []
         kinds: list[str] = []

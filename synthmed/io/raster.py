@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from synthmed.io.types import LoadedImage, RefusedInput
+from synthmed.io.types import PREVIEW_SIDE, LoadedImage, RefusedInput
 
 SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 _FORMAT = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".tif": "tiff", ".tiff": "tiff",
@@ -23,6 +23,7 @@ def load_raster(path: str | Path, deid, *, raw_patient: str | None = None,
     from PIL import Image, UnidentifiedImageError
 
     path = Path(path)
+    preview = None
     try:
         with Image.open(path) as im:
             im.load()
@@ -30,6 +31,8 @@ def load_raster(path: str | Path, deid, *, raw_patient: str | None = None,
                 array = np.asarray(im, dtype=np.float32)
             else:
                 array = np.asarray(im.convert("L"), dtype=np.float32)
+                if im.mode not in ("1", "LA", "La"):
+                    preview = _rgb_preview(im)
     except UnidentifiedImageError:
         raise RefusedInput(path, "not a readable image (format not recognised)") from None
     except (OSError, ValueError, SyntaxError) as err:
@@ -42,8 +45,17 @@ def load_raster(path: str | Path, deid, *, raw_patient: str | None = None,
         array=array, spacing=(float("nan"), float("nan")), patient=deid.patient(raw),
         study=deid.study(f"{raw}/{stem}"), series=deid.series(f"{raw}/{stem}"),
         modality=modality, source_format=_FORMAT.get(path.suffix.lower(), "raster"),
-        source=str(path), original_shape=tuple(array.shape),
+        source=str(path), original_shape=tuple(array.shape), rgb_preview=preview,
     )
+
+
+def _rgb_preview(im) -> np.ndarray:
+    """A small RGB copy of a colour image: luminance drops the colours that mark a screenshot."""
+    from PIL import Image
+
+    thumb = im.convert("RGB")
+    thumb.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE), Image.Resampling.BOX)
+    return np.asarray(thumb, dtype=np.uint8).copy()
 
 
 def _short(err: Exception) -> str:

@@ -53,3 +53,10 @@ class LoadedImage:
     source_format: str = ""  # dicom, dicom-multiframe, nifti, png, jpeg, npz
     source: str = ""  # the input path, for error messages only; never written to outputs
     original_shape: tuple[int, ...] = field(default_factory=tuple)
+    # A raster stored in colour keeps a small RGB thumbnail (uint8, at most PREVIEW_SIDE px on
+    # its long side, about 27 KiB) for the screenshot test of synthmed.deid.pixels; None for
+    # grayscale sources. Small because it crosses process boundaries with the image.
+    rgb_preview: np.ndarray | None = None
+
+
+PREVIEW_SIDE = 96
