@@ -133,9 +133,11 @@ def pydicom_data_files() -> list[Path]:
     return sorted(f for d in dirs if d.is_dir() for f in d.rglob("*") if f.is_file())
 
 
-def native_images(shared_dicom: Path | None) -> list[tuple[str, np.ndarray]]:
+def native_images(shared_dicom: Path | None, per_series: int | None = None
+                  ) -> list[tuple[str, np.ndarray]]:
     """(label, 2D or 3D float array) for every clean native image: pydicom-data CR / DX / MG files
-    and, when given, each shared DICOM series (as a volume, sorted by instance number)."""
+    and, when given, each shared DICOM series (as a volume, sorted by instance number, from at
+    most `per_series` evenly spaced files), plus four of its slices as 2D images."""
     import warnings
 
     import pydicom
@@ -164,9 +166,10 @@ def native_images(shared_dicom: Path | None) -> list[tuple[str, np.ndarray]]:
     if shared_dicom is not None and shared_dicom.is_dir():
         for series in sorted(p for p in shared_dicom.iterdir() if p.is_dir()):
             slices = []
-            for f in sorted(series.rglob("*")):
-                if not f.is_file():
-                    continue
+            files = sorted(f for f in series.rglob("*") if f.is_file())
+            if per_series and len(files) > per_series:
+                files = files[::-(-len(files) // per_series)]
+            for f in files:
                 try:
                     ds = pydicom.dcmread(f)
                     slices.append((int(getattr(ds, "InstanceNumber", 0) or 0),
