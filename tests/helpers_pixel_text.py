@@ -104,7 +104,9 @@ def draw_markers(image: np.ndarray, rng: random.Random) -> np.ndarray:
     im = Image.fromarray(u8)
     h, w = u8.shape
     draw = ImageDraw.Draw(im)
-    for _ in range(rng.choice([1, 2])):
+    # One or two markers, each in its own corner (markers are never stacked on one another).
+    corners = rng.sample([(0, 0), (1, 0), (0, 1), (1, 1)], rng.choice([1, 2]))
+    for right, bottom in corners:
         text = rng.choice(MARKERS)
         size = max(12, int(min(h, w) * rng.choice([0.03, 0.05, 0.08])))
         font = ImageFont.truetype(rng.choice(fonts()), size)
@@ -112,8 +114,8 @@ def draw_markers(image: np.ndarray, rng: random.Random) -> np.ndarray:
         if x1 - x0 > 0.45 * w:  # a marker wider than its corner would be cut off: use L / R
             text = rng.choice(["L", "R"])
             x0, y0, x1, y1 = draw.textbbox((0, 0), text, font=font)
-        x = rng.choice([size // 2, w - (x1 - x0) - size // 2])
-        y = rng.choice([size // 2, h - (y1 - y0) - size // 2])
+        x = w - (x1 - x0) - size // 2 if right else size // 2
+        y = h - (y1 - y0) - size // 2 if bottom else size // 2
         draw.text((x - x0, y - y0), text, fill=255, font=font)
     return np.asarray(im).copy()
 

@@ -71,7 +71,8 @@ class SplitConfig(StrictConfig):
 
 
 class DeidConfig(StrictConfig):
-    """Options handed to the DICOM reader (see synthmed.io.dicom.load_series)."""
+    """Options handed to the DICOM reader (see synthmed.io.dicom.load_series), and the policy of
+    the pixel-text check every image passes (see synthmed.deid.pixels)."""
 
     allow_burned_in: bool = False
     allowed_modalities: list[str] | None = Field(
