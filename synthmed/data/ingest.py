@@ -2,12 +2,16 @@
 
 The pipeline is a short loop:
 
-1. discover input files (recursive, sorted); the suffix picks the reader, documents and tables
-   (.csv, .json, .txt, ...) are skipped and counted, DICOM files are grouped into series;
-2. read + normalise + resize each file or series in a process pool (results kept in input
-   order, so the output does not depend on the number of workers);
-3. stream images into `images.npy` (the dataset may be larger than memory);
-4. split by patient, then write `manifest.csv`, `dataset.json` and `ingest_report.json`.
+1. discover input files (recursive, sorted, each real file once: links and link loops are
+   resolved); the reader registry (`synthmed.io.readers`) picks the reader, documents and
+   tables (.csv, .json, .txt, ...) are skipped, DICOM files are grouped into series, and every
+   task gets its patient by the `patient_from` rules;
+2. read, check (`synthmed.data.checks`), normalise and resize each file or series in a process
+   pool (results kept in input order, so the output does not depend on the number of workers);
+3. stream images into `images.npy` (the dataset may be larger than memory); an image whose
+   pixels equal an earlier one's is kept once for one patient and refused for two;
+4. split by patient, then write `manifest.csv`, `dataset.json` and `ingest_report.json`, which
+   lists every input file once (kept, refused or skipped, with the reason).
 
 Privacy: readers pseudonymise every identifier with the user's key before it reaches this
 module. File names can themselves identify (NIH stems encode patient IDs, DICOM files are named
@@ -761,7 +765,7 @@ def ingest(sources: list[Path], out: Path, config: IngestConfig | None = None,
 
     try:
         result = _write_outputs(out, tmp_images, rows, config, deid, key_file, found, ledger,
-                                meta_info, warnings, intensity)
+                                meta_info, warnings, intensity, [c.name for c in ctx.checks])
     finally:
         tmp_images.unlink(missing_ok=True)
     return result
@@ -806,7 +810,7 @@ def _patients_report(rows: list[dict[str, Any]], config: IngestConfig) -> dict[s
 
 def _write_outputs(out: Path, tmp_images: Path, rows: list[dict[str, Any]], config: IngestConfig,
                    deid, key_file: Path, found: _Discovery, ledger: _Ledger, meta_info: dict,
-                   warnings: list[str], intensity: dict) -> IngestResult:
+                   warnings: list[str], intensity: dict, checks: list[str]) -> IngestResult:
     patient_info = _patients_report(rows, config)
     own = patient_info["patients_by_rule"].get("file", 0)
     if own:
@@ -877,7 +881,7 @@ def _write_outputs(out: Path, tmp_images: Path, rows: list[dict[str, Any]], conf
                                     "path plus the suffix; the real paths of refused files were "
                                     "printed on the console of the run only (--show-paths)"),
         "patients": patient_info,
-        "checks": [c.name for c in build_checks(config)],
+        "checks": checks,
         "metadata": meta_info,
         "warnings": warnings,
         "intensity_before_normalisation": intensity,

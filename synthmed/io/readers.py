@@ -182,7 +182,8 @@ class DicomReader(Reader):
         deid_cfg = options.config.deid
         allowed = frozenset(deid_cfg.allowed_modalities) if deid_cfg.allowed_modalities else None
         return dicom.load_series(task.series, deid, allow_burned_in=deid_cfg.allow_burned_in,
-                                 allowed_modalities=allowed, headers=options.dicom_headers)
+                                 allowed_modalities=allowed, headers=options.dicom_headers,
+                                 allow_gaps=options.config.spatial_dims == 2)
 
     def read_parts(self, task: ReadTask, deid,
                    options: ReadOptions) -> tuple[list[LoadedImage], list[RefusedInput]]:
