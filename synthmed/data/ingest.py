@@ -853,6 +853,7 @@ def _write_outputs(out: Path, tmp_images: Path, rows: list[dict[str, Any]], conf
         raise SynthmedError(f"internal error: {n_found} input files but {n_kept} kept + "
                             f"{n_refused} refused + {n_skipped} skipped ({counts['']} unaccounted)")
     skipped_by_reason = Counter(why for st, why in ledger.status.values() if st == "skipped")
+    file_entries = ledger.entries()
 
     splits = {s: {"images": sum(1 for r in records if r.split == s),
                   "patients": len({r.patient for r in records if r.split == s})} for s in SPLITS}
@@ -888,7 +889,7 @@ def _write_outputs(out: Path, tmp_images: Path, rows: list[dict[str, Any]], conf
         "counts_note": "files_found = kept + refused + skipped; 'files' lists each input once",
         "skipped": dict(sorted(skipped_by_reason.items())),
         "refusals": ledger.refusals,
-        "files": ledger.entries(),
+        "files": file_entries,
         "refusal_file_names": "keyed",
         "refusal_file_names_note": ("input file names can identify patients (NIH stems, DICOM "
                                     "UIDs), so input files are named by a keyed hash of their "
@@ -915,7 +916,7 @@ def _write_outputs(out: Path, tmp_images: Path, rows: list[dict[str, Any]], conf
                         refused=n_refused, skipped=n_skipped,
                         images=len(records), patients=len(set(patients)), splits=splits,
                         refusals=ledger.refusals, warnings=warnings,
-                        files=ledger.entries())
+                        files=file_entries)
 
 
 def iter_outputs(out: Path) -> Iterable[Path]:
