@@ -38,6 +38,7 @@ from synthmed.models.conditioning import SEXES, Conditions, conditions_from_arra
 from synthmed.models.config import TrainConfig
 from synthmed.models.diffusion import DiffusionModel, pick_device, save_model
 from synthmed.models.network import ConditionalUNet, pad_to, padded_shape
+from synthmed.models.sampling import resolve_sampling
 from synthmed.models.schedulers import training_scheduler
 from synthmed.progress import console, make_progress, progress_enabled
 from synthmed.provenance import hash_id_list, provenance, sha256_file, sha256_json
@@ -296,8 +297,13 @@ class _Run:
         write_text(self.out / "losses.csv", buf.getvalue())
 
     def _grid(self, model: DiffusionModel, step: int) -> None:
-        imgs = model.sample(self.cfg.sample_grid, steps=self.cfg.sampling.steps, seed=0)
-        write_grid(self.out / "samples" / f"step_{step:06d}.png", imgs)
+        # The model's own sampling settings, so the grid shows what `sample` gives by default;
+        # the JSON beside it says what ran.
+        sampled = model.sample(self.cfg.sample_grid, seed=0)
+        name = self.out / "samples" / f"step_{step:06d}"
+        write_grid(name.with_suffix(".png"), sampled.images)
+        write_json(name.with_suffix(".json"), {"step": step, "n": self.cfg.sample_grid, "seed": 0,
+                                               "sampling": sampled.settings.as_dict()})
 
     # ---- the loop ------------------------------------------------------------------------------
 
@@ -423,8 +429,10 @@ def write_grid(path: Path, images: np.ndarray) -> None:
 
 
 def write_model_card(out: Path, run: _Run, model: DiffusionModel) -> None:
-    """Model card (JSON + markdown): counts, hashes, losses, sampler defaults; nothing identifying."""
+    """Model card (JSON + markdown): counts, hashes, losses, resolved sampler defaults; nothing
+    identifying."""
     cfg = run.cfg
+    sampling = resolve_sampling(cfg)  # what `sample` runs when nothing else is asked for
     tail = [r["loss"] for r in run.losses[-max(1, len(run.losses) // 10):]]
     splits = {k: {"patients": v["patients"], "images": v["images"]}
               for k, v in run.ds_summary["splits"].items()}
@@ -443,7 +451,7 @@ def write_model_card(out: Path, run: _Run, model: DiffusionModel) -> None:
         "training_seconds": run.losses[-1]["seconds"] if run.losses else None,
         "objective": cfg.scheduler.prediction_type, "noise_schedule": cfg.scheduler.beta_schedule,
         "latent": cfg.latent.enabled,
-        "sampler_defaults": cfg.sampling.model_dump(mode="json"),
+        "sampler_defaults": sampling.as_dict(),
         "provenance": provenance(cfg, seed=cfg.seed),
     }
     write_json(out / "model_card.json", card)
@@ -459,8 +467,8 @@ def write_model_card(out: Path, run: _Run, model: DiffusionModel) -> None:
         f"{cfg.scheduler.prediction_type} objective, {cfg.scheduler.beta_schedule} schedule, "
         f"latent={'yes' if cfg.latent.enabled else 'no'}",
         f"- loss: first {card['first_loss']:.4f}, final {card['final_loss']:.4f}" if tail else "- loss: n/a",
-        f"- sampler defaults: {cfg.sampling.sampler}, {cfg.sampling.steps} steps, guidance "
-        f"{cfg.sampling.guidance_scale}",
+        f"- sampler defaults: {sampling.sampler}, {sampling.steps} steps, guidance "
+        f"{sampling.guidance_scale}",
         "", "Split sizes:", "", "| split | patients | images |", "|---|---|---|",
         *[f"| {k} | {v['patients']} | {v['images']} |" for k, v in splits.items()], "",
     ]
