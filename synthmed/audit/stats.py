@@ -32,29 +32,16 @@ from typing import Any
 import numpy as np
 from scipy import stats as _st
 
+from synthmed.stats import finite_scores, roc_auc
 
-def _scores(x: Any, what: str) -> np.ndarray:
-    a = np.asarray(x, dtype=np.float64).ravel()
-    if a.size == 0:
-        raise ValueError(f"{what}: no scores (the set is empty)")
-    if not np.all(np.isfinite(a)):
-        raise ValueError(f"{what}: scores contain NaN or infinity")
-    return a
+__all__ = ["roc_auc", "roc_curve", "auc_bootstrap_ci", "clopper_pearson", "proportion_ci",
+           "min_nonmembers_for_fpr", "RateAtFpr", "tpr_at_fpr", "empirical_epsilon",
+           "epsilon_from_rate", "finite_scores"]
 
 
 # ----------------------------------------------------------------------------------------- AUC
-def roc_auc(member_scores: Any, nonmember_scores: Any) -> float:
-    """ROC AUC = P(member score > non-member score) + 1/2 P(equal)  (Mann-Whitney).
-
-    0.5 is chance, 1.0 a perfect attack, below 0.5 a score that points the wrong way.
-    """
-    x = _scores(member_scores, "member_scores")
-    y = _scores(nonmember_scores, "nonmember_scores")
-    ranks = _st.rankdata(np.concatenate([x, y]))  # mid-ranks: a tie counts 1/2 each way
-    n1, n0 = x.size, y.size
-    return float((ranks[:n1].sum() - n1 * (n1 + 1) / 2.0) / (n1 * n0))
-
-
+# `roc_auc` (one implementation, shared with the evaluation) and its score check live in
+# synthmed.stats; imported here so the audit's statistics stay in one namespace.
 def roc_curve(member_scores: Any, nonmember_scores: Any) -> tuple[np.ndarray, np.ndarray]:
     """(fpr, tpr) at every distinct threshold, from (0, 0) (threshold +inf) to (1, 1).
 
@@ -62,8 +49,8 @@ def roc_curve(member_scores: Any, nonmember_scores: Any) -> tuple[np.ndarray, np
     tied scores move together (the curve has a diagonal segment there) and the trapezoid area
     under the curve equals `roc_auc`.
     """
-    x = _scores(member_scores, "member_scores")
-    y = _scores(nonmember_scores, "nonmember_scores")
+    x = finite_scores(member_scores, "member_scores")
+    y = finite_scores(nonmember_scores, "nonmember_scores")
     thresholds = np.unique(np.concatenate([x, y]))[::-1]
     xs, ys = np.sort(x), np.sort(y)
     # number of scores >= t = n - (number < t)
@@ -99,8 +86,8 @@ def auc_bootstrap_ci(member_scores: Any, nonmember_scores: Any, n_boot: int = 10
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
     if n_boot < 1:
         raise ValueError(f"n_boot must be >= 1, got {n_boot}")
-    x = np.sort(_scores(member_scores, "member_scores"))
-    y = np.sort(_scores(nonmember_scores, "nonmember_scores"))
+    x = np.sort(finite_scores(member_scores, "member_scores"))
+    y = np.sort(finite_scores(nonmember_scores, "nonmember_scores"))
     rng = np.random.default_rng(seed)
     px = np.full(x.size, 1.0 / x.size)
     py = np.full(y.size, 1.0 / y.size)
@@ -188,8 +175,8 @@ def tpr_at_fpr(member_scores: Any, nonmember_scores: Any, target_fpr: float,
     the FPR is at the target): the numbers are still returned, `note` says why not to read them
     as a rate.
     """
-    x = _scores(member_scores, "member_scores")
-    y = _scores(nonmember_scores, "nonmember_scores")
+    x = finite_scores(member_scores, "member_scores")
+    y = finite_scores(nonmember_scores, "nonmember_scores")
     n1, n0 = x.size, y.size
     allowed_fp = int(math.floor(target_fpr * n0 + 1e-9))
     thresholds = np.unique(np.concatenate([x, y]))  # ascending: the first that fits is the lowest

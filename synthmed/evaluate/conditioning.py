@@ -25,7 +25,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy.stats import binomtest, fisher_exact
 
-from synthmed.evaluate.classifier import LabelClassifier, roc_auc
+from synthmed.evaluate.classifier import LabelClassifier
+from synthmed.stats import roc_auc, roc_auc_of_labels
 
 
 def binomial_ci(k: int, n: int, alpha: float = 0.05) -> tuple[float, float]:
@@ -104,8 +105,7 @@ def label_rate(classifier: LabelClassifier, label: str, samples: np.ndarray, *,
         n_c = int(p_c.size)
         contrast_rate = float((p_c > t).mean())
         contrast_ci = binomial_ci(int((p_c > t).sum()), n_c, alpha)
-        sample_auc = roc_auc(np.concatenate([p_s, p_c]),
-                             np.concatenate([np.ones(p_s.size), np.zeros(p_c.size)]))
+        sample_auc = roc_auc(p_s, p_c)
         p_fisher = contrast_test(k, int(p_s.size), int((p_c > t).sum()), n_c)
     return LabelRate(
         label=label, threshold=t, base_rate=base, chance_rate=chance,
@@ -114,7 +114,7 @@ def label_rate(classifier: LabelClassifier, label: str, samples: np.ndarray, *,
         n_real_positive=int(truth.sum()), flagged=k, n=int(p_s.size),
         rate=k / max(p_s.size, 1), rate_ci=(lo, hi), contrast_rate=contrast_rate,
         contrast_ci=contrast_ci, n_contrast=n_c, sample_auc=sample_auc,
-        real_auc=roc_auc(p_real, truth), above_chance=bool(lo > chance),
+        real_auc=roc_auc_of_labels(p_real, truth), above_chance=bool(lo > chance),
         contrast_p_value=p_fisher,
     )
 
