@@ -10,12 +10,8 @@ Conventions shared by every function here:
 
 Formulas (n1 members with scores x_i, n0 non-members with scores y_j):
 
-* ROC AUC = 1/(n1 n0) * sum_ij [ 1(x_i > y_j) + 1/2 * 1(x_i = y_j) ]  (Mann-Whitney U / (n1 n0)),
-  computed from mid-ranks of the pooled sample: AUC = (R1 - n1 (n1 + 1) / 2) / (n1 n0), where R1 is
-  the rank sum of the members.
-* Clopper-Pearson (exact) interval for k successes in n trials at level 1 - alpha:
-  lower = Beta^-1(alpha/2; k, n - k + 1) (0 when k = 0),
-  upper = Beta^-1(1 - alpha/2; k + 1, n - k) (1 when k = n).
+* ROC AUC (Mann-Whitney U / (n1 n0)) and the Clopper-Pearson interval are defined, with their
+  formulas, in `synthmed.stats` (shared with the evaluation) and re-exported here.
 * Differential privacy bounds membership inference (Kairouz et al. 2015; Jagielski et al. 2020):
   an (eps, delta)-DP mechanism forces TPR <= e^eps FPR + delta and 1 - FPR <= e^eps (1 - TPR) + delta,
   so an attack observed at (TPR, FPR) shows eps >= max(log((TPR - delta) / FPR),
@@ -32,9 +28,9 @@ from typing import Any
 import numpy as np
 from scipy import stats as _st
 
-from synthmed.stats import finite_scores, roc_auc
+from synthmed.stats import clopper_pearson, finite_scores, roc_auc
 
-__all__ = ["roc_auc", "roc_curve", "auc_bootstrap_ci", "clopper_pearson", "proportion_ci",
+__all__ = ["roc_auc", "roc_curve", "auc_bootstrap_ci", "clopper_pearson",
            "min_nonmembers_for_fpr", "RateAtFpr", "tpr_at_fpr", "empirical_epsilon",
            "epsilon_from_rate", "finite_scores"]
 
@@ -101,28 +97,7 @@ def auc_bootstrap_ci(member_scores: Any, nonmember_scores: Any, n_boot: int = 10
 
 
 # ------------------------------------------------------------------------------- proportions
-def clopper_pearson(k: int, n: int, alpha: float = 0.05) -> tuple[float, float]:
-    """Exact (Clopper-Pearson) two-sided 1 - alpha interval for a binomial proportion k / n.
-
-    lower = Beta^-1(alpha/2; k, n-k+1) (0 if k = 0); upper = Beta^-1(1-alpha/2; k+1, n-k) (1 if k = n).
-    It covers the true rate with probability >= 1 - alpha for every rate (conservative).
-    With n = 0 nothing is known and the interval is (0, 1).
-    """
-    k, n = int(k), int(n)
-    if n < 0 or k < 0 or k > n:
-        raise ValueError(f"need 0 <= k <= n, got k={k}, n={n}")
-    if not 0 < alpha < 1:
-        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
-    if n == 0:
-        return 0.0, 1.0
-    lower = 0.0 if k == 0 else float(_st.beta.ppf(alpha / 2, k, n - k + 1))
-    upper = 1.0 if k == n else float(_st.beta.ppf(1 - alpha / 2, k + 1, n - k))
-    return lower, upper
-
-
-def proportion_ci(k: int, n: int, alpha: float = 0.05) -> tuple[float, float]:
-    """Alias of `clopper_pearson`: exact interval for the proportion k / n."""
-    return clopper_pearson(k, n, alpha)
+# `clopper_pearson` (one implementation, shared with the evaluation) lives in synthmed.stats.
 
 
 def min_nonmembers_for_fpr(target_fpr: float, alpha: float = 0.05) -> int:
