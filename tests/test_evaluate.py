@@ -12,7 +12,7 @@ from synthmed.evaluate import (LabelClassifier, assignment_test, calibrate_thres
                                save_grid, tile)
 from synthmed.evaluate.conditioning import NO_FINDING, contrast_test
 from synthmed.stats import clopper_pearson, roc_auc_of_labels
-from synthmed.evaluate.grid import middle_slices
+from synthmed.viz import middle_slices
 
 
 # ---------------------------------------------------------------- fidelity

@@ -6,7 +6,7 @@ from synthmed.evaluate.conditioning import (AssignmentResult, LabelRate, assignm
                                             contrast_test, label_rate)
 from synthmed.evaluate.fidelity import (fidelity_report, frechet_distance, gaussian_frechet,
                                         histogram_w1, pixel_distances, real_vs_real)
-from synthmed.evaluate.grid import middle_slices, save_grid, tile
+from synthmed.viz import middle_slices, save_grid, tile
 from synthmed.evaluate.runner import evaluate_generator
 
 __all__ = [

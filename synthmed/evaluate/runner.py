@@ -29,10 +29,10 @@ from synthmed.errors import InputError
 from synthmed.evaluate.classifier import LabelClassifier, fit_on_dataset
 from synthmed.evaluate.conditioning import NO_FINDING, assignment_test, label_rate
 from synthmed.evaluate.fidelity import fidelity_report
-from synthmed.evaluate.grid import save_grid
 from synthmed.io.atomic import write_json
 from synthmed.progress import console, make_progress
 from synthmed.provenance import provenance
+from synthmed.viz import save_grid
 
 EVALUATION_SCHEMA = "synthmed.evaluation/1"
 TRAIN_INSTRUMENT = "train-split classifier"

@@ -42,6 +42,7 @@ from synthmed.models.sampling import resolve_sampling
 from synthmed.models.schedulers import training_scheduler
 from synthmed.progress import console, make_progress, progress_enabled
 from synthmed.provenance import hash_id_list, provenance, sha256_file, sha256_json
+from synthmed.viz import save_png, tile, to_uint8, view_2d
 
 # Keys that may change between an interrupted run and its resumption (they do not change what
 # is computed, except `steps`, which the user may raise to train longer).
@@ -409,23 +410,10 @@ def _priors(labels: np.ndarray, ages: np.ndarray, sexes: np.ndarray, vocab: list
 
 
 def write_grid(path: Path, images: np.ndarray) -> None:
-    """Tile images (3D: middle slice of the first axis) into one PNG."""
-    from PIL import Image
-
-    from synthmed.io.atomic import atomic_path
-
-    imgs = np.asarray(images)
-    if imgs.ndim == 4:
-        imgs = imgs[:, imgs.shape[1] // 2]
-    n, h, w = imgs.shape
-    cols = int(math.ceil(math.sqrt(n)))
-    rows = int(math.ceil(n / cols))
-    canvas = np.zeros((rows * (h + 2), cols * (w + 2)), dtype=np.float32)
-    for i, im in enumerate(imgs):
-        r, c = divmod(i, cols)
-        canvas[r * (h + 2) + 1: r * (h + 2) + 1 + h, c * (w + 2) + 1: c * (w + 2) + 1 + w] = im
-    with atomic_path(path) as tmp:
-        Image.fromarray((np.clip(canvas, 0, 1) * 255).round().astype(np.uint8)).save(tmp, format="PNG")
+    """Tile images (3D: middle slice of the first axis) into one PNG, black gaps."""
+    imgs = np.stack([view_2d(im) for im in np.asarray(images)])
+    sheet = tile(imgs, ncol=int(math.ceil(math.sqrt(len(imgs)))), pad=2, border=1, pad_value=0.0)
+    save_png(to_uint8(sheet), path)
 
 
 def write_model_card(out: Path, run: _Run, model: DiffusionModel) -> None:
