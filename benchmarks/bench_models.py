@@ -77,7 +77,7 @@ def main() -> None:
             if torch.cuda.is_available():
                 torch.cuda.synchronize()
             t = time.perf_counter()
-            x = m.sample(a.n, sampler=sampler, steps=steps, seed=1, batch_size=a.n)
+            x = m.sample(a.n, sampler=sampler, steps=steps, seed=1, batch_size=a.n).images
             dt = time.perf_counter() - t
             if ref is None:
                 ref, ref_dt = x, dt
@@ -94,8 +94,8 @@ def main() -> None:
             d = Dataset.open(ds)
             lab = d.label_matrix()[:, 1] > 0
             spot = (real[lab].mean(0) - real[~lab].mean(0)) > 0.15
-            mass = m.sample(a.n, conditions={"labels": ["Mass"]}, seed=2)
-            clear = m.sample(a.n, conditions={"labels": []}, seed=2)
+            mass = m.sample(a.n, conditions={"labels": ["Mass"]}, seed=2).images
+            clear = m.sample(a.n, conditions={"labels": []}, seed=2).images
             r["label_check"] = {
                 "spot_pixels": int(spot.sum()),
                 "sample_gap": round(float(mass[:, spot].mean() - clear[:, spot].mean()), 4),

@@ -40,7 +40,7 @@ def main() -> None:
     train_s = time.perf_counter() - t
     m = load(run, device=a.device)
     t = time.perf_counter()
-    x = m.sample(8, conditions={"labels": ["Mass"]}, seed=0)
+    x = m.sample(8, conditions={"labels": ["Mass"]}, seed=0).images
     sample_s = time.perf_counter() - t
     real = np.asarray(Dataset.open(ds).images)
     ae = json.loads((run / "autoencoder.json").read_text())

@@ -38,7 +38,7 @@ def timed_sample(model, n: int, sampler: str, steps: int, seed: int, batch: int,
     if device.type == "cuda":
         torch.cuda.synchronize()
     t0 = time.perf_counter()
-    x = model.sample(n, conditions=None, steps=steps, sampler=sampler, seed=seed, batch_size=batch)
+    x = model.sample(n, conditions=None, steps=steps, sampler=sampler, seed=seed, batch_size=batch).images
     if device.type == "cuda":
         torch.cuda.synchronize()
     return np.asarray(x, np.float32), time.perf_counter() - t0

@@ -89,7 +89,7 @@ def run_mri3d(work: Path, data: Path = DEFAULT_DATA, *, volumes: int = 40,
 
     model = load(work / "run", device=device)
     t0 = time.perf_counter()
-    vols = model.sample(n_samples, steps=sample_steps, seed=seed, batch_size=n_samples)
+    vols = model.sample(n_samples, steps=sample_steps, seed=seed, batch_size=n_samples).images
     timings["sample_s"] = time.perf_counter() - t0
 
     spacing = tuple(float(s) for s in ds.info.get("spacing") or (1.0, 1.0, 1.0))

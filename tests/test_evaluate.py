@@ -7,11 +7,12 @@ import pytest
 from PIL import Image
 
 from synthmed.errors import InputError
-from synthmed.evaluate import (LabelClassifier, assignment_test, binomial_ci, calibrate_threshold,
+from synthmed.evaluate import (LabelClassifier, assignment_test, calibrate_threshold,
                                frechet_distance, gaussian_frechet, histogram_w1, label_rate, pixel_distances,
-                               roc_auc, save_grid, tile)
+                               save_grid, tile)
 from synthmed.evaluate.conditioning import NO_FINDING, contrast_test
-from synthmed.evaluate.grid import middle_slices
+from synthmed.stats import clopper_pearson, roc_auc_of_labels
+from synthmed.viz import middle_slices
 
 
 # ---------------------------------------------------------------- fidelity
@@ -170,9 +171,10 @@ def test_classifier_rejects_wrong_shapes(tmp_path):
 
 
 def test_stats_helpers():
-    assert roc_auc(np.array([0.9, 0.8, 0.1, 0.2]), np.array([1, 1, 0, 0])) == 1.0
-    assert roc_auc(np.array([0.5, 0.5]), np.array([1, 0])) == 0.5
-    lo, hi = binomial_ci(5, 10)
+    assert roc_auc_of_labels(np.array([0.9, 0.8, 0.1, 0.2]), np.array([1, 1, 0, 0])) == 1.0
+    assert roc_auc_of_labels(np.array([0.5, 0.5]), np.array([1, 0])) == 0.5
+    assert np.isnan(roc_auc_of_labels(np.array([0.5, 0.7]), np.array([1, 1])))  # one class: no AUC
+    lo, hi = clopper_pearson(5, 10)
     # Clopper-Pearson 95% for 5/10 (tabulated): 0.1871, 0.8129.
     assert lo == pytest.approx(0.1871, abs=1e-4) and hi == pytest.approx(0.8129, abs=1e-4)
     assert calibrate_threshold(np.arange(100) / 100, 0.1) == pytest.approx(0.891)

@@ -15,6 +15,7 @@ from synthmed.data.dataset import Dataset
 from synthmed.errors import InputError
 from synthmed.evaluate import evaluate_generator
 from synthmed.models import train
+from synthmed.models.sampling import SampleOutput, SamplingSettings
 from test_models import one_thread, tiny_config  # noqa: F401 (one_thread: autouse fixture)
 
 LABELS = ("Effusion", "Mass")
@@ -47,7 +48,10 @@ class ToyGenerator:
                 present = [int(rng.integers(len(LABELS)))] if rng.random() < 0.67 else []
             out.append(toy_image(self.shape, present, float(rng.integers(20, 90)),
                                  str(rng.choice(["F", "M"])), rng, len(LABELS)))
-        return np.stack(out)
+        settings = SamplingSettings(sampler="toy", steps=1, clip=False, eta=None,
+                                    timestep_spacing="none",
+                                    guidance_scale=1.0 if guidance_scale is None else guidance_scale)
+        return SampleOutput(np.stack(out), settings)
 
 
 @pytest.fixture(scope="module")

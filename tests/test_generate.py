@@ -86,7 +86,8 @@ def test_same_model_and_seed_give_the_same_cohort(tmp_path):
     assert all(30 <= x <= 70 for x in ages) and all(r.sex in ("F", "M") for r in cohort.records)
     info = json.loads((a / "cohort.json").read_text())
     # Defaults resolved: the cohort says which guidance made it even when none was asked for.
-    assert info["sampling"] == {"sampler": "dpm++", "steps": 3,
+    assert info["sampling"] == {"sampler": "dpm++", "steps": 3, "clip": True, "eta": None,
+                                "timestep_spacing": "trailing",
                                 "guidance_scale": m.config.sampling.guidance_scale}
     assert info["model_sha256"] == sha256_file(run / "model.safetensors") == m.model_hash
     prov = info["provenance"]

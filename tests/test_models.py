@@ -87,13 +87,13 @@ def test_training_reduces_loss_and_reads_only_the_train_split(toy2d, run2d):
 def test_sample_range_shape_and_determinism(run2d):
     m = load(run2d)
     assert m.shape == (16, 12) and m.spatial_dims == 2 and m.label_vocabulary == ["Effusion", "Mass"]
-    a = m.sample(3, seed=5)
+    a = m.sample(3, seed=5).images
     assert a.shape == (3, 16, 12) and a.dtype == np.float32
     assert a.min() >= 0.0 and a.max() <= 1.0
-    np.testing.assert_array_equal(a, m.sample(3, seed=5))
-    assert not np.allclose(a, m.sample(3, seed=6))
+    np.testing.assert_array_equal(a, m.sample(3, seed=5).images)
+    assert not np.allclose(a, m.sample(3, seed=6).images)
     # Sample i depends on (seed, i) only, not on how the batch was cut.
-    np.testing.assert_allclose(a, m.sample(3, seed=5, batch_size=1), atol=1e-5)
+    np.testing.assert_allclose(a, m.sample(3, seed=5, batch_size=1).images, atol=1e-5)
 
 
 def test_conditioning_changes_the_output(run2d):
@@ -105,16 +105,16 @@ def test_conditioning_changes_the_output(run2d):
     fresh = build_network(m.info, m.config)
     trained = dict(m.net.conditioner.named_parameters())
     assert any(not torch.equal(p, trained[k]) for k, p in fresh.conditioner.named_parameters())
-    mass = m.sample(2, conditions={"labels": ["Mass"], "age": 80, "sex": "M"}, seed=3)
-    none = m.sample(2, conditions={"labels": [], "age": 20, "sex": "F"}, seed=3)
+    mass = m.sample(2, conditions={"labels": ["Mass"], "age": 80, "sex": "M"}, seed=3).images
+    none = m.sample(2, conditions={"labels": [], "age": 20, "sex": "F"}, seed=3).images
     assert np.abs(mass - none).max() > 1e-4
     # Per-sample conditions: a list applies one dict per image.
     mixed = m.sample(2, conditions=[{"labels": ["Mass"], "age": 80, "sex": "M"},
-                                    {"labels": [], "age": 20, "sex": "F"}], seed=3)
+                                    {"labels": [], "age": 20, "sex": "F"}], seed=3).images
     np.testing.assert_allclose(mixed[0], mass[0], atol=1e-5)
     np.testing.assert_allclose(mixed[1], none[1], atol=1e-5)
     # Missing keys mean "unconditional" for that attribute: {} and None are the same request.
-    np.testing.assert_array_equal(m.sample(1, conditions={}, seed=3), m.sample(1, seed=3))
+    np.testing.assert_array_equal(m.sample(1, conditions={}, seed=3).images, m.sample(1, seed=3).images)
     with pytest.raises(InputError, match="unknown label 'Foo'"):
         m.sample(1, conditions={"labels": ["Foo"]})
     with pytest.raises(InputError, match="sex"):
@@ -215,7 +215,7 @@ def test_3d_pixel_and_latent_paths_run(tmp_path):
         "latent_channels": 2}), tmp_path / "latent")
     for run in (pixel, latent):
         m = load(run)
-        x = m.sample(2, conditions={"labels": ["Mass"], "age": 50}, seed=0)
+        x = m.sample(2, conditions={"labels": ["Mass"], "age": 50}, seed=0).images
         assert m.spatial_dims == 3 and x.shape == (2, 5, 9, 6)
         assert 0.0 <= x.min() and x.max() <= 1.0 and np.isfinite(x).all()
     info = json.loads((latent / "model.json").read_text())
@@ -248,4 +248,4 @@ def test_runs_from_before_embed_conditions_still_load(toy2d, tmp_path):
     (run / "model.json").write_text(json.dumps(info))
     m = load(run)
     assert m.config.network.embed_conditions is False
-    assert m.sample(1, steps=2).shape == (1, 16, 12)
+    assert m.sample(1, steps=2).images.shape == (1, 16, 12)

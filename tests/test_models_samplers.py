@@ -63,7 +63,7 @@ def test_every_sampler_agrees_with_the_ddpm_reference(exact_model):
     n = 24
     out = {}
     for name, steps in (("ddpm", 1000), ("dpm++", 20), ("dpm++", 10), ("ddim", 25)):
-        out[f"{name}-{steps}"] = model.sample(n, sampler=name, steps=steps, seed=4, batch_size=n)
+        out[f"{name}-{steps}"] = model.sample(n, sampler=name, steps=steps, seed=4, batch_size=n).images
     ref = out["ddpm-1000"]
     for name, x in out.items():
         assert x.shape == (n, *SHAPE) and np.isfinite(x).all(), name
@@ -88,5 +88,5 @@ def test_fast_samplers_are_not_fooled_by_a_diverging_model(exact_model):
 
     bad = DiffusionModel(Diverging(), model.config, model.info)
     for name, steps in (("dpm++", 10), ("ddim", 10)):
-        x = bad.sample(4, sampler=name, steps=steps, seed=0)
+        x = bad.sample(4, sampler=name, steps=steps, seed=0).images
         assert np.isfinite(x).all() and x.min() >= 0 and x.max() <= 1

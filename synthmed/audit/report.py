@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from synthmed.io.atomic import write_text
+from synthmed.viz import png_bytes, to_uint8, view_2d
 
 
 @dataclass
@@ -42,18 +43,7 @@ def _png(fig) -> str:
 
 def _image_png(img: np.ndarray, scale: int = 2) -> str:
     """One image (2D, or the middle slice of 3D) as a grey PNG, enlarged for viewing."""
-    from PIL import Image
-
-    a = np.asarray(img, dtype=np.float32)
-    while a.ndim > 2:
-        a = a[a.shape[0] // 2]
-    a8 = (np.clip(a, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-    im = Image.fromarray(a8, mode="L")
-    if scale > 1:
-        im = im.resize((a8.shape[1] * scale, a8.shape[0] * scale), Image.NEAREST)
-    buf = io.BytesIO()
-    im.save(buf, format="PNG")
-    return base64.b64encode(buf.getvalue()).decode("ascii")
+    return base64.b64encode(png_bytes(to_uint8(view_2d(img), scale))).decode("ascii")
 
 
 def roc_figure(curves: dict[str, tuple[np.ndarray, np.ndarray]]) -> str:

@@ -10,12 +10,8 @@ Conventions shared by every function here:
 
 Formulas (n1 members with scores x_i, n0 non-members with scores y_j):
 
-* ROC AUC = 1/(n1 n0) * sum_ij [ 1(x_i > y_j) + 1/2 * 1(x_i = y_j) ]  (Mann-Whitney U / (n1 n0)),
-  computed from mid-ranks of the pooled sample: AUC = (R1 - n1 (n1 + 1) / 2) / (n1 n0), where R1 is
-  the rank sum of the members.
-* Clopper-Pearson (exact) interval for k successes in n trials at level 1 - alpha:
-  lower = Beta^-1(alpha/2; k, n - k + 1) (0 when k = 0),
-  upper = Beta^-1(1 - alpha/2; k + 1, n - k) (1 when k = n).
+* ROC AUC (Mann-Whitney U / (n1 n0)) and the Clopper-Pearson interval are defined, with their
+  formulas, in `synthmed.stats` (shared with the evaluation) and re-exported here.
 * Differential privacy bounds membership inference (Kairouz et al. 2015; Jagielski et al. 2020):
   an (eps, delta)-DP mechanism forces TPR <= e^eps FPR + delta and 1 - FPR <= e^eps (1 - TPR) + delta,
   so an attack observed at (TPR, FPR) shows eps >= max(log((TPR - delta) / FPR),
@@ -32,29 +28,16 @@ from typing import Any
 import numpy as np
 from scipy import stats as _st
 
+from synthmed.stats import clopper_pearson, finite_scores, roc_auc
 
-def _scores(x: Any, what: str) -> np.ndarray:
-    a = np.asarray(x, dtype=np.float64).ravel()
-    if a.size == 0:
-        raise ValueError(f"{what}: no scores (the set is empty)")
-    if not np.all(np.isfinite(a)):
-        raise ValueError(f"{what}: scores contain NaN or infinity")
-    return a
+__all__ = ["roc_auc", "roc_curve", "auc_bootstrap_ci", "clopper_pearson",
+           "min_nonmembers_for_fpr", "RateAtFpr", "tpr_at_fpr", "empirical_epsilon",
+           "epsilon_from_rate", "finite_scores"]
 
 
 # ----------------------------------------------------------------------------------------- AUC
-def roc_auc(member_scores: Any, nonmember_scores: Any) -> float:
-    """ROC AUC = P(member score > non-member score) + 1/2 P(equal)  (Mann-Whitney).
-
-    0.5 is chance, 1.0 a perfect attack, below 0.5 a score that points the wrong way.
-    """
-    x = _scores(member_scores, "member_scores")
-    y = _scores(nonmember_scores, "nonmember_scores")
-    ranks = _st.rankdata(np.concatenate([x, y]))  # mid-ranks: a tie counts 1/2 each way
-    n1, n0 = x.size, y.size
-    return float((ranks[:n1].sum() - n1 * (n1 + 1) / 2.0) / (n1 * n0))
-
-
+# `roc_auc` (one implementation, shared with the evaluation) and its score check live in
+# synthmed.stats; imported here so the audit's statistics stay in one namespace.
 def roc_curve(member_scores: Any, nonmember_scores: Any) -> tuple[np.ndarray, np.ndarray]:
     """(fpr, tpr) at every distinct threshold, from (0, 0) (threshold +inf) to (1, 1).
 
@@ -62,8 +45,8 @@ def roc_curve(member_scores: Any, nonmember_scores: Any) -> tuple[np.ndarray, np
     tied scores move together (the curve has a diagonal segment there) and the trapezoid area
     under the curve equals `roc_auc`.
     """
-    x = _scores(member_scores, "member_scores")
-    y = _scores(nonmember_scores, "nonmember_scores")
+    x = finite_scores(member_scores, "member_scores")
+    y = finite_scores(nonmember_scores, "nonmember_scores")
     thresholds = np.unique(np.concatenate([x, y]))[::-1]
     xs, ys = np.sort(x), np.sort(y)
     # number of scores >= t = n - (number < t)
@@ -99,8 +82,8 @@ def auc_bootstrap_ci(member_scores: Any, nonmember_scores: Any, n_boot: int = 10
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
     if n_boot < 1:
         raise ValueError(f"n_boot must be >= 1, got {n_boot}")
-    x = np.sort(_scores(member_scores, "member_scores"))
-    y = np.sort(_scores(nonmember_scores, "nonmember_scores"))
+    x = np.sort(finite_scores(member_scores, "member_scores"))
+    y = np.sort(finite_scores(nonmember_scores, "nonmember_scores"))
     rng = np.random.default_rng(seed)
     px = np.full(x.size, 1.0 / x.size)
     py = np.full(y.size, 1.0 / y.size)
@@ -114,28 +97,7 @@ def auc_bootstrap_ci(member_scores: Any, nonmember_scores: Any, n_boot: int = 10
 
 
 # ------------------------------------------------------------------------------- proportions
-def clopper_pearson(k: int, n: int, alpha: float = 0.05) -> tuple[float, float]:
-    """Exact (Clopper-Pearson) two-sided 1 - alpha interval for a binomial proportion k / n.
-
-    lower = Beta^-1(alpha/2; k, n-k+1) (0 if k = 0); upper = Beta^-1(1-alpha/2; k+1, n-k) (1 if k = n).
-    It covers the true rate with probability >= 1 - alpha for every rate (conservative).
-    With n = 0 nothing is known and the interval is (0, 1).
-    """
-    k, n = int(k), int(n)
-    if n < 0 or k < 0 or k > n:
-        raise ValueError(f"need 0 <= k <= n, got k={k}, n={n}")
-    if not 0 < alpha < 1:
-        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
-    if n == 0:
-        return 0.0, 1.0
-    lower = 0.0 if k == 0 else float(_st.beta.ppf(alpha / 2, k, n - k + 1))
-    upper = 1.0 if k == n else float(_st.beta.ppf(1 - alpha / 2, k + 1, n - k))
-    return lower, upper
-
-
-def proportion_ci(k: int, n: int, alpha: float = 0.05) -> tuple[float, float]:
-    """Alias of `clopper_pearson`: exact interval for the proportion k / n."""
-    return clopper_pearson(k, n, alpha)
+# `clopper_pearson` (one implementation, shared with the evaluation) lives in synthmed.stats.
 
 
 def min_nonmembers_for_fpr(target_fpr: float, alpha: float = 0.05) -> int:
@@ -188,8 +150,8 @@ def tpr_at_fpr(member_scores: Any, nonmember_scores: Any, target_fpr: float,
     the FPR is at the target): the numbers are still returned, `note` says why not to read them
     as a rate.
     """
-    x = _scores(member_scores, "member_scores")
-    y = _scores(nonmember_scores, "nonmember_scores")
+    x = finite_scores(member_scores, "member_scores")
+    y = finite_scores(nonmember_scores, "nonmember_scores")
     n1, n0 = x.size, y.size
     allowed_fp = int(math.floor(target_fpr * n0 + 1e-9))
     thresholds = np.unique(np.concatenate([x, y]))  # ascending: the first that fits is the lowest

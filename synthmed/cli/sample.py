@@ -1,4 +1,4 @@
-"""`synthmed sample RUN --n N --out COHORT [--seed S] [--steps K] [--sampler dpm++] ...`."""
+"""`synthmed sample RUN --n N --out COHORT [--seed S] [--steps K] [--sampler ddim] ...`."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def sample_cmd(
     out: Path = typer.Option(..., "--out", "-o", help="cohort folder to write"),
     seed: int = typer.Option(0, "--seed"),
     steps: Optional[int] = typer.Option(None, "--steps", help="sampler steps (default: the model's)"),
-    sampler: str = typer.Option("dpm++", "--sampler", help="dpm++ | ddim | ddpm"),
+    sampler: Optional[str] = typer.Option(None, "--sampler", help="dpm++ | ddim | ddpm (default: the model's)"),
     labels: Optional[str] = typer.Option(None, "--labels", help='label rates, e.g. "Effusion=0.3,Mass=0.1"'),
     age: Optional[str] = typer.Option(None, "--age", help="age range in years, e.g. 40-80"),
     sex_ratio: Optional[float] = typer.Option(None, "--sex-ratio", help="share of females, 0-1"),
@@ -54,6 +54,7 @@ def sample_cmd(
     batch_size: int = typer.Option(64, "--batch-size"),
 ) -> None:
     """Generate a synthetic cohort from a trained model."""
+    from synthmed.data.cohort import Cohort
     from synthmed.generate import generate_cohort
     from synthmed.models import load
     from synthmed.progress import console
@@ -63,4 +64,6 @@ def sample_cmd(
                            age_range=parse_age_range(age), sex_ratio=sex_ratio, seed=seed,
                            steps=steps, sampler=sampler, guidance_scale=guidance,
                            batch_size=batch_size)
-    console.print(f"wrote {n} synthetic images ({sampler}) -> {path}")
+    used = Cohort.open(path).info["sampling"]
+    console.print(f"wrote {n} synthetic images ({used['sampler']}, {used['steps']} steps, guidance "
+                  f"{used['guidance_scale']:g}) -> {path}")

@@ -8,17 +8,11 @@ from typing import Any
 import numpy as np
 
 from synthmed.data.dataset import SPLITS, Dataset
-from synthmed.io.atomic import atomic_path
+from synthmed.viz import save_png, tile, to_uint8, view_2d
 
 _TILE = 96
 _PER_ROW = 8
 _LABEL_W = 90
-
-
-def _as_2d(image: np.ndarray) -> np.ndarray:
-    """A 2D view of one dataset image: 3D volumes show their middle slice."""
-    image = np.asarray(image, dtype=np.float32)
-    return image[image.shape[0] // 2] if image.ndim == 3 else image
 
 
 def contact_sheet(ds: Dataset, out_png: Path, *, seed: int = 0, per_row: int = _PER_ROW) -> Path:
@@ -32,19 +26,21 @@ def contact_sheet(ds: Dataset, out_png: Path, *, seed: int = 0, per_row: int = _
         if idx.size:
             pick = np.sort(rng.choice(idx, size=min(per_row, idx.size), replace=False))
             rows.append((split, [int(i) for i in pick]))
-    sheet = Image.new("L", (_LABEL_W + per_row * _TILE, max(1, len(rows)) * _TILE), color=0)
-    draw = ImageDraw.Draw(sheet)
-    for r, (split, picks) in enumerate(rows):
+    cell = _TILE - 4
+    sheet = np.zeros((max(1, len(rows)) * _TILE, _LABEL_W + per_row * _TILE), dtype=np.float32)
+    if rows:
+        cells = np.zeros((len(rows) * per_row, cell, cell), dtype=np.float32)  # short rows: black
+        for r, (_, picks) in enumerate(rows):
+            for c, i in enumerate(picks):
+                im = Image.fromarray(to_uint8(view_2d(ds.images[i])))
+                small = im.resize((cell, cell), Image.Resampling.BILINEAR)
+                cells[r * per_row + c] = np.asarray(small, dtype=np.float32) / 255
+        sheet[:, _LABEL_W:] = tile(cells, ncol=per_row, pad=4, border=2, pad_value=0.0)
+    image = Image.fromarray(to_uint8(sheet))
+    draw = ImageDraw.Draw(image)
+    for r, (split, _) in enumerate(rows):
         draw.text((6, r * _TILE + _TILE // 2 - 6), split, fill=255)
-        for c, i in enumerate(picks):
-            tile = np.clip(_as_2d(ds.images[i]), 0.0, 1.0)
-            im = Image.fromarray((tile * 255).round().astype(np.uint8), mode="L")
-            im = im.resize((_TILE - 4, _TILE - 4), Image.Resampling.BILINEAR)
-            sheet.paste(im, (_LABEL_W + c * _TILE + 2, r * _TILE + 2))
-    out_png = Path(out_png)
-    with atomic_path(out_png) as tmp:
-        sheet.save(tmp, format="PNG")
-    return out_png
+    return save_png(image, out_png)
 
 
 def inspect_dataset(dir: Path, out_png: Path | None = None, seed: int = 0) -> dict[str, Any]:

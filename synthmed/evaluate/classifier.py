@@ -23,11 +23,11 @@ from typing import Sequence
 import numpy as np
 import torch
 from monai.networks.blocks import Convolution
-from scipy.stats import mannwhitneyu
 from torch import nn
 
 from synthmed.errors import InputError
 from synthmed.io.atomic import atomic_path
+from synthmed.stats import roc_auc_of_labels
 
 _FORMAT = "synthmed.label_classifier/1"
 
@@ -97,16 +97,6 @@ def _random_shift(x: torch.Tensor, max_shift: int, gen: torch.Generator) -> torc
         sl = tuple(slice(int(o), int(o) + s) for o, s in zip(offs[i], x.shape[2:]))
         out[i] = xp[(i, slice(None), *sl)]
     return out
-
-
-def roc_auc(scores: np.ndarray, truth: np.ndarray) -> float:
-    """Area under the ROC curve = Mann-Whitney U / (n_pos * n_neg) (ties count 1/2); nan if one class is empty."""
-    truth = np.asarray(truth).astype(bool)
-    pos, neg = scores[truth], scores[~truth]
-    if pos.size == 0 or neg.size == 0:
-        return math.nan
-    u = mannwhitneyu(pos, neg, alternative="two-sided").statistic
-    return float(u / (pos.size * neg.size))
 
 
 class LabelClassifier:
@@ -223,7 +213,7 @@ class LabelClassifier:
         """Per-label ROC AUC on labelled images, plus their mean over labels that have both classes."""
         p = self.predict_proba(images)
         y = np.asarray(targets)
-        aucs = {lab: roc_auc(p[:, j], y[:, j]) for j, lab in enumerate(self.spec.labels)}
+        aucs = {lab: roc_auc_of_labels(p[:, j], y[:, j]) for j, lab in enumerate(self.spec.labels)}
         finite = [v for v in aucs.values() if not math.isnan(v)]
         aucs["mean_auc"] = float(np.mean(finite)) if finite else math.nan
         return aucs

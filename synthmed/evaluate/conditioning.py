@@ -23,17 +23,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from scipy.stats import binomtest, fisher_exact
+from scipy.stats import fisher_exact
 
-from synthmed.evaluate.classifier import LabelClassifier, roc_auc
-
-
-def binomial_ci(k: int, n: int, alpha: float = 0.05) -> tuple[float, float]:
-    """Exact Clopper-Pearson interval for k successes in n trials (scipy's binomtest)."""
-    if n == 0:
-        return (0.0, 1.0)
-    ci = binomtest(int(k), int(n)).proportion_ci(confidence_level=1 - alpha, method="exact")
-    return (float(ci.low), float(ci.high))
+from synthmed.evaluate.classifier import LabelClassifier
+from synthmed.stats import clopper_pearson, roc_auc, roc_auc_of_labels
 
 
 def contrast_test(k: int, n: int, k_contrast: int, n_contrast: int) -> float:
@@ -95,7 +88,7 @@ def label_rate(classifier: LabelClassifier, label: str, samples: np.ndarray, *,
     pos_flag = int((p_real[truth] > t).sum())
     p_s = classifier.predict_proba(samples)[:, j]
     k = int((p_s > t).sum())
-    lo, hi = binomial_ci(k, p_s.size, alpha)
+    lo, hi = clopper_pearson(k, p_s.size, alpha)
     chance = float((p_real > t).mean())
     contrast_rate = contrast_ci = sample_auc = p_fisher = None
     n_c = 0
@@ -103,18 +96,17 @@ def label_rate(classifier: LabelClassifier, label: str, samples: np.ndarray, *,
         p_c = classifier.predict_proba(contrast_samples)[:, j]
         n_c = int(p_c.size)
         contrast_rate = float((p_c > t).mean())
-        contrast_ci = binomial_ci(int((p_c > t).sum()), n_c, alpha)
-        sample_auc = roc_auc(np.concatenate([p_s, p_c]),
-                             np.concatenate([np.ones(p_s.size), np.zeros(p_c.size)]))
+        contrast_ci = clopper_pearson(int((p_c > t).sum()), n_c, alpha)
+        sample_auc = roc_auc(p_s, p_c)
         p_fisher = contrast_test(k, int(p_s.size), int((p_c > t).sum()), n_c)
     return LabelRate(
         label=label, threshold=t, base_rate=base, chance_rate=chance,
         real_positive_rate=pos_flag / max(int(truth.sum()), 1),
-        real_positive_ci=binomial_ci(pos_flag, int(truth.sum()), alpha),
+        real_positive_ci=clopper_pearson(pos_flag, int(truth.sum()), alpha),
         n_real_positive=int(truth.sum()), flagged=k, n=int(p_s.size),
         rate=k / max(p_s.size, 1), rate_ci=(lo, hi), contrast_rate=contrast_rate,
         contrast_ci=contrast_ci, n_contrast=n_c, sample_auc=sample_auc,
-        real_auc=roc_auc(p_real, truth), above_chance=bool(lo > chance),
+        real_auc=roc_auc_of_labels(p_real, truth), above_chance=bool(lo > chance),
         contrast_p_value=p_fisher,
     )
 
@@ -230,11 +222,11 @@ def assignment_test(classifier: LabelClassifier, samples: dict[str, np.ndarray],
         r_assigned = _rank_scale(p_ref[single], p_ref).argmax(1)
         r_correct = int((r_cond == r_assigned).sum())
         real_acc = r_correct / real_n
-        real_ci = binomial_ci(r_correct, real_n, alpha)
+        real_ci = clopper_pearson(r_correct, real_n, alpha)
         real_chance = _chance_accuracy(r_cond, r_assigned, k)
     return AssignmentResult(
         labels=labels, confusion=confusion.tolist(), n=n, correct=correct,
-        accuracy=correct / n, accuracy_ci=binomial_ci(correct, n, alpha),
+        accuracy=correct / n, accuracy_ci=clopper_pearson(correct, n, alpha),
         chance=_chance_accuracy(cond, assigned, k),
         p_value=(1 + hits) / (1 + n_permutations), n_permutations=n_permutations,
         per_label_recall={lab: float(confusion[i, i] / max(confusion[i].sum(), 1))

@@ -29,10 +29,10 @@ from synthmed.errors import InputError
 from synthmed.evaluate.classifier import LabelClassifier, fit_on_dataset
 from synthmed.evaluate.conditioning import NO_FINDING, assignment_test, label_rate
 from synthmed.evaluate.fidelity import fidelity_report
-from synthmed.evaluate.grid import save_grid
 from synthmed.io.atomic import write_json
 from synthmed.progress import console, make_progress
 from synthmed.provenance import provenance
+from synthmed.viz import save_grid
 
 EVALUATION_SCHEMA = "synthmed.evaluation/1"
 TRAIN_INSTRUMENT = "train-split classifier"
@@ -88,15 +88,16 @@ def evaluate_generator(model: Any, dataset: Any, out: str | Path | None = None, 
     record: dict[str, Any] = {
         "schema": EVALUATION_SCHEMA, "model_hash": model.model_hash,
         "dataset_fingerprint": dataset.fingerprint(), "n_per_condition": int(n),
-        "guidance": guidance, "sampler": sampler or model.config.sampling.sampler,
-        "steps": steps or model.config.sampling.steps,
+        "guidance": guidance,
         "splits": {"train_images": int(tr.size), "holdout_images": int(ho.size)},
     }
+    used: dict[float | None, dict[str, Any]] = {}  # guidance asked -> settings `sample` reported
 
     def draw(cond, offset: int, g: float | None) -> np.ndarray:
-        return np.asarray(model.sample(n, conditions=cond, steps=steps, sampler=sampler,
-                                       seed=seed + offset, batch_size=batch_size,
-                                       guidance_scale=g), np.float32)
+        out = model.sample(n, conditions=cond, steps=steps, sampler=sampler, seed=seed + offset,
+                           batch_size=batch_size, guidance_scale=g)
+        used[g] = out.settings.as_dict()
+        return np.asarray(out.images, np.float32)
 
     instruments: dict[str, tuple[LabelClassifier, np.ndarray, np.ndarray]] = {}
     if findings:
@@ -177,6 +178,13 @@ def evaluate_generator(model: Any, dataset: Any, out: str | Path | None = None, 
                                           classifier=features),
     }
     record["grid_rows"] = grid_names
+    # What ran, as `sample` reported it: the sampler and steps of every draw, and the settings of
+    # the unconditional draw (model default guidance; it has no effect without a condition) and of
+    # each guidance scale.
+    unconditional = used[None]
+    record["sampler"], record["steps"] = unconditional["sampler"], unconditional["steps"]
+    record["sampling"] = {"unconditional": unconditional,
+                          "by_guidance": {str(g): used[g] for g in guidance if g in used}}
     record["provenance"] = provenance(
         {"labels": record.get("labels"), "top": top, "n": n, "guidance": guidance, "steps": steps,
          "sampler": sampler, "batch_size": batch_size, "classifier_epochs": classifier_epochs},

@@ -66,16 +66,18 @@ def draw_conditions(n: int, vocabulary: list[str], priors: dict[str, Any], *,
 
 def generate_cohort(model, n: int, out: str | Path, *, label_rates: dict[str, float] | None = None,
                     age_range: tuple[float, float] | None = None, sex_ratio: float | None = None,
-                    seed: int = 0, steps: int | None = None, sampler: str = "dpm++",
+                    seed: int = 0, steps: int | None = None, sampler: str | None = None,
                     guidance_scale: float | None = None, batch_size: int = 64) -> Path:
-    """Sample `n` virtual patients matching the targets and write them as a Cohort folder."""
+    """Sample `n` virtual patients matching the targets and write them as a Cohort folder.
+    sampler / steps / guidance_scale: None means the model's own; cohort.json's `sampling` says
+    what ran."""
     if n < 1:
         raise InputError(f"n must be at least 1 (got {n})")
     conds = draw_conditions(n, model.label_vocabulary, model.condition_priors,
                             label_rates=label_rates, age_range=age_range, sex_ratio=sex_ratio,
                             seed=seed)
-    images = model.sample(n, conditions=conds, steps=steps, sampler=sampler,
-                          guidance_scale=guidance_scale, seed=seed, batch_size=batch_size)
+    sampled = model.sample(n, conditions=conds, steps=steps, sampler=sampler,
+                           guidance_scale=guidance_scale, seed=seed, batch_size=batch_size)
     records = [CohortRecord(index=i, patient=f"SYN-{i:06d}", labels=tuple(c["labels"]),
                             age=float(c.get("age", math.nan)), sex=c.get("sex", ""))
                for i, c in enumerate(conds)]
@@ -86,12 +88,10 @@ def generate_cohort(model, n: int, out: str | Path, *, label_rates: dict[str, fl
         "label_vocabulary": model.label_vocabulary,
         "model_sha256": model.model_hash,
         "generation": request,
-        # What was actually used, defaults resolved: guidance in particular changes how strongly
-        # a finding shows, so a reader of the cohort must not have to dig for the model's default.
-        "sampling": {"sampler": sampler, "steps": int(steps or model.config.sampling.steps),
-                     "guidance_scale": float(model.config.sampling.guidance_scale
-                                             if guidance_scale is None else guidance_scale)},
+        # What was actually used, as `sample` reports it: guidance in particular changes how
+        # strongly a finding shows, so a reader of the cohort must not have to dig for defaults.
+        "sampling": sampled.settings.as_dict(),
         "provenance": provenance(request, seed=seed, model_sha256=model.model_hash,
                                  model_config=model.config.model_dump(mode="json")),
     }
-    return write_cohort(Path(out), images, records, info)
+    return write_cohort(Path(out), sampled.images, records, info)

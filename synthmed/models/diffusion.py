@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from synthmed.config import validate_config
-from synthmed.errors import ConfigError, InputError
+from synthmed.errors import ConfigError, InputError, SynthmedError
 from synthmed.io.atomic import write_json
 from synthmed.models.autoencoder import build_autoencoder
 from synthmed.models.checkpoint import (CheckpointError, load_module_state, load_tensors,
@@ -21,7 +21,8 @@ from synthmed.models.checkpoint import (CheckpointError, load_module_state, load
 from synthmed.models.conditioning import encode_conditions
 from synthmed.models.config import TrainConfig
 from synthmed.models.network import ConditionalUNet, crop_to
-from synthmed.models.schedulers import SAMPLERS, sampling_scheduler
+from synthmed.models.sampling import SampleOutput, resolve_sampling
+from synthmed.models.schedulers import sampling_scheduler
 from synthmed.provenance import sha256_file
 
 MODEL_SCHEMA = "synthmed.model/1"
@@ -69,19 +70,15 @@ class DiffusionModel:
         return dict(self.info.get("condition_priors", {}))
 
     def sample(self, n: int, conditions: dict | list[dict] | None = None, steps: int | None = None,
-               sampler: str | None = "dpm++", guidance_scale: float | None = None, seed: int = 0,
-               batch_size: int = 64) -> np.ndarray:
-        """`n` images, float32 (n, *shape) in [0, 1]. Sample i depends only on (seed, i, its condition)."""
-        sampler = sampler or self.config.sampling.sampler
-        if sampler not in SAMPLERS:
-            raise InputError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
-        if steps is None:
-            steps = self.config.scheduler.num_train_timesteps if sampler == "ddpm" else self.config.sampling.steps
-        if not 1 <= steps <= self.config.scheduler.num_train_timesteps:
-            raise InputError(f"steps must be between 1 and {self.config.scheduler.num_train_timesteps}")
+               sampler: str | None = None, guidance_scale: float | None = None, seed: int = 0,
+               batch_size: int = 64) -> SampleOutput:
+        """`n` images, float32 (n, *shape) in [0, 1], and the settings that made them.
+
+        sampler / steps / guidance_scale: None means the model's own (`resolve_sampling`).
+        Sample i depends only on (seed, i, its condition)."""
+        settings = resolve_sampling(self.config, sampler, steps, guidance_scale)
         if n < 0 or batch_size < 1:
             raise InputError("n must be >= 0 and batch_size >= 1")
-        guidance = self.config.sampling.guidance_scale if guidance_scale is None else float(guidance_scale)
         cond = encode_conditions(conditions, n, self.label_vocabulary)
         from synthmed.generate.pipeline import denoise
 
@@ -91,18 +88,19 @@ class DiffusionModel:
         for start in range(0, n, batch_size):
             stop = min(n, start + batch_size)
             gens = [torch.Generator().manual_seed(sample_seed(seed, i)) for i in range(start, stop)]
-            # Clipping x0 to [-1, 1] only makes sense in pixel space; latents are unbounded.
-            sched = sampling_scheduler(sampler, self.config.scheduler,
-                                       clip=self.config.sampling.clip and not latent)
-            x = denoise(self.net, sched, cond.select(slice(start, stop)),
-                        (stop - start, self.info["in_channels"], *model_shape), gens, steps,
-                        guidance, self.device)
+            sched = sampling_scheduler(settings.sampler, self.config.scheduler, clip=settings.clip)
+            x, ran = denoise(self.net, sched, cond.select(slice(start, stop)),
+                             (stop - start, self.info["in_channels"], *model_shape), gens,
+                             settings.steps, settings.guidance_scale, self.device)
+            if ran != settings.steps:  # the record must state what ran; never let them drift
+                raise SynthmedError(f"the {settings.sampler} scheduler took {ran} steps where "
+                                    f"{settings.steps} were resolved")
             if latent:
                 with torch.no_grad():
                     x = self.autoencoder.decode(x / float(self.info["latent"]["scale_factor"]))
             x = crop_to(x[:, 0], self.shape)
             out[start:stop] = ((x.float().clamp(-1, 1) + 1) / 2).cpu().numpy()
-        return out
+        return SampleOutput(out, settings)
 
 
 # -- files --------------------------------------------------------------------------------------

@@ -1,8 +1,9 @@
 """Noise schedulers from diffusers, built from the config. They know nothing about the network.
 
 Training uses DDPMScheduler for `add_noise` / `get_velocity`; sampling uses one of
-"dpm++" (DPMSolverMultistepScheduler, DPM-Solver++ 2M, the default), "ddim" or "ddpm"
-(the 1000-step ancestral reference). All share the training betas.
+"dpm++" (DPMSolverMultistepScheduler, DPM-Solver++ 2M, the config default), "ddim" or "ddpm"
+(the ancestral reference, by default over every training timestep). All share the training betas.
+Which one runs, and for how many steps, is decided by `synthmed.models.sampling.resolve_sampling`.
 """
 
 from __future__ import annotations
@@ -15,14 +16,15 @@ from synthmed.errors import InputError
 from synthmed.models.config import SchedulerConfig
 
 SAMPLERS = ("dpm++", "ddim", "ddpm")
+# "trailing" puts the first sampling step at t = T, where a zero-terminal-SNR or cosine schedule
+# is pure noise, so sampling starts from what training saw.
+TIMESTEP_SPACING = "trailing"
 
 
 def _common(cfg: SchedulerConfig) -> dict[str, Any]:
     return dict(num_train_timesteps=cfg.num_train_timesteps, beta_schedule=cfg.beta_schedule,
                 prediction_type=cfg.prediction_type, rescale_betas_zero_snr=cfg.zero_terminal_snr,
-                # "trailing" puts the first sampling step at t = T, where a zero-terminal-SNR or
-                # cosine schedule is pure noise, so sampling starts from what training saw.
-                timestep_spacing="trailing")
+                timestep_spacing=TIMESTEP_SPACING)
 
 
 def training_scheduler(cfg: SchedulerConfig) -> DDPMScheduler:

@@ -38,9 +38,11 @@ from synthmed.models.conditioning import SEXES, Conditions, conditions_from_arra
 from synthmed.models.config import TrainConfig
 from synthmed.models.diffusion import DiffusionModel, pick_device, save_model
 from synthmed.models.network import ConditionalUNet, pad_to, padded_shape
+from synthmed.models.sampling import resolve_sampling
 from synthmed.models.schedulers import training_scheduler
 from synthmed.progress import console, make_progress, progress_enabled
 from synthmed.provenance import hash_id_list, provenance, sha256_file, sha256_json
+from synthmed.viz import save_png, tile, to_uint8, view_2d
 
 # Keys that may change between an interrupted run and its resumption (they do not change what
 # is computed, except `steps`, which the user may raise to train longer).
@@ -296,8 +298,13 @@ class _Run:
         write_text(self.out / "losses.csv", buf.getvalue())
 
     def _grid(self, model: DiffusionModel, step: int) -> None:
-        imgs = model.sample(self.cfg.sample_grid, steps=self.cfg.sampling.steps, seed=0)
-        write_grid(self.out / "samples" / f"step_{step:06d}.png", imgs)
+        # The model's own sampling settings, so the grid shows what `sample` gives by default;
+        # the JSON beside it says what ran.
+        sampled = model.sample(self.cfg.sample_grid, seed=0)
+        name = self.out / "samples" / f"step_{step:06d}"
+        write_grid(name.with_suffix(".png"), sampled.images)
+        write_json(name.with_suffix(".json"), {"step": step, "n": self.cfg.sample_grid, "seed": 0,
+                                               "sampling": sampled.settings.as_dict()})
 
     # ---- the loop ------------------------------------------------------------------------------
 
@@ -403,28 +410,17 @@ def _priors(labels: np.ndarray, ages: np.ndarray, sexes: np.ndarray, vocab: list
 
 
 def write_grid(path: Path, images: np.ndarray) -> None:
-    """Tile images (3D: middle slice of the first axis) into one PNG."""
-    from PIL import Image
-
-    from synthmed.io.atomic import atomic_path
-
-    imgs = np.asarray(images)
-    if imgs.ndim == 4:
-        imgs = imgs[:, imgs.shape[1] // 2]
-    n, h, w = imgs.shape
-    cols = int(math.ceil(math.sqrt(n)))
-    rows = int(math.ceil(n / cols))
-    canvas = np.zeros((rows * (h + 2), cols * (w + 2)), dtype=np.float32)
-    for i, im in enumerate(imgs):
-        r, c = divmod(i, cols)
-        canvas[r * (h + 2) + 1: r * (h + 2) + 1 + h, c * (w + 2) + 1: c * (w + 2) + 1 + w] = im
-    with atomic_path(path) as tmp:
-        Image.fromarray((np.clip(canvas, 0, 1) * 255).round().astype(np.uint8)).save(tmp, format="PNG")
+    """Tile images (3D: middle slice of the first axis) into one PNG, black gaps."""
+    imgs = np.stack([view_2d(im) for im in np.asarray(images)])
+    sheet = tile(imgs, ncol=int(math.ceil(math.sqrt(len(imgs)))), pad=2, border=1, pad_value=0.0)
+    save_png(to_uint8(sheet), path)
 
 
 def write_model_card(out: Path, run: _Run, model: DiffusionModel) -> None:
-    """Model card (JSON + markdown): counts, hashes, losses, sampler defaults; nothing identifying."""
+    """Model card (JSON + markdown): counts, hashes, losses, resolved sampler defaults; nothing
+    identifying."""
     cfg = run.cfg
+    sampling = resolve_sampling(cfg)  # what `sample` runs when nothing else is asked for
     tail = [r["loss"] for r in run.losses[-max(1, len(run.losses) // 10):]]
     splits = {k: {"patients": v["patients"], "images": v["images"]}
               for k, v in run.ds_summary["splits"].items()}
@@ -443,7 +439,7 @@ def write_model_card(out: Path, run: _Run, model: DiffusionModel) -> None:
         "training_seconds": run.losses[-1]["seconds"] if run.losses else None,
         "objective": cfg.scheduler.prediction_type, "noise_schedule": cfg.scheduler.beta_schedule,
         "latent": cfg.latent.enabled,
-        "sampler_defaults": cfg.sampling.model_dump(mode="json"),
+        "sampler_defaults": sampling.as_dict(),
         "provenance": provenance(cfg, seed=cfg.seed),
     }
     write_json(out / "model_card.json", card)
@@ -459,8 +455,8 @@ def write_model_card(out: Path, run: _Run, model: DiffusionModel) -> None:
         f"{cfg.scheduler.prediction_type} objective, {cfg.scheduler.beta_schedule} schedule, "
         f"latent={'yes' if cfg.latent.enabled else 'no'}",
         f"- loss: first {card['first_loss']:.4f}, final {card['final_loss']:.4f}" if tail else "- loss: n/a",
-        f"- sampler defaults: {cfg.sampling.sampler}, {cfg.sampling.steps} steps, guidance "
-        f"{cfg.sampling.guidance_scale}",
+        f"- sampler defaults: {sampling.sampler}, {sampling.steps} steps, guidance "
+        f"{sampling.guidance_scale}",
         "", "Split sizes:", "", "| split | patients | images |", "|---|---|---|",
         *[f"| {k} | {v['patients']} | {v['images']} |" for k, v in splits.items()], "",
     ]
