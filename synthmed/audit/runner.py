@@ -26,6 +26,7 @@ from synthmed.audit.profile import AuditProfile, load_profile
 from synthmed.audit.verdict import AttackMeasure, MemorisationMeasure, Verdict, evaluate
 from synthmed.data.cohort import Cohort
 from synthmed.data.dataset import Dataset
+from synthmed.data.values import intensity_range
 from synthmed.errors import InputError
 from synthmed.io.atomic import write_json
 from synthmed.progress import console, progress_enabled
@@ -80,7 +81,7 @@ def _shape_text(shape: tuple[int, ...]) -> str:
 def load_inputs(dataset: Path, cohort: Path, profile: AuditProfile, seed: int = 0) -> tuple[Inputs, Dataset, Cohort]:
     """Open both folders and check they can be audited; every problem is one readable line."""
     ds = Dataset.open(dataset)
-    co = Cohort.open(cohort)
+    co = Cohort.open(cohort, intensity_range(ds.info))
     if tuple(co.shape) != tuple(ds.shape):
         raise InputError(f"{co.root}: cohort images are {_shape_text(co.shape)} but the dataset's "
                          f"are {_shape_text(ds.shape)}; sample the cohort at the dataset's shape")
@@ -392,7 +393,8 @@ def write_outputs(result: AuditResult, encoder_to_save=None) -> None:
 
     out = result.out
     out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "audit.json", result.audit)
+    # NaN is "not measurable" here (a share of an empty set): recorded as null
+    write_json(out / "audit.json", result.audit, nan_as_null=True)
     if encoder_to_save is not None and hasattr(encoder_to_save, "save"):
         encoder_to_save.save(out / "encoder")
     if result.report is not None:

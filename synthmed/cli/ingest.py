@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from synthmed.cli.app import app
+from synthmed.cli.options import check_out_folder
 
 
 @app.command("ingest")
@@ -27,6 +28,7 @@ def ingest_command(
     from synthmed.data.ingest import ingest
     from synthmed.data.ingest_config import IngestConfig
 
+    check_out_folder(out)
     cfg = load_config(config, IngestConfig)
     result = ingest(sources, out, cfg, metadata_csv=metadata, key_path=key, workers=workers,
                     show_paths=show_paths)

@@ -136,6 +136,8 @@ class _Run:
             raise InputError(f"{out}: already holds a training run; pass --resume to continue it "
                              "or choose another --out")
         self.resume = resume and latest_checkpoint(out / "checkpoint") is not None
+        if self.resume:
+            _check_resume_steps(out / "checkpoint", cfg.steps)
         ds = Dataset.open(dataset)
         self.ds_summary = ds.summary()
         idx = ds.require_split("train")  # the holdout is never read
@@ -385,6 +387,16 @@ class _Run:
             write_model_card(self.out, self, model)
         d.barrier()
         return self.out
+
+
+def _check_resume_steps(root: Path, steps: int) -> None:
+    """A resumed run can only train longer: fewer steps than the checkpoint holds would record
+    `steps` over weights trained for more."""
+    where = latest_checkpoint(root)
+    done = read_json(where / "state.json", "checkpoint state").get("step")
+    if isinstance(done, int) and steps < done:
+        raise ConfigError(f"{where}: the run is already at step {done}; steps = {steps} is below it "
+                          f"(a resumed run can only train longer: use steps >= {done}, or a new --out)")
 
 
 def _priors(labels: np.ndarray, ages: np.ndarray, sexes: np.ndarray, vocab: list[str]) -> dict[str, Any]:
