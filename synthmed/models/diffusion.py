@@ -7,7 +7,7 @@ runs); `RUN/model.json` holds everything else needed to rebuild them. Nothing is
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -70,8 +70,10 @@ class DiffusionModel:
 
     def sample(self, n: int, conditions: dict | list[dict] | None = None, steps: int | None = None,
                sampler: str | None = "dpm++", guidance_scale: float | None = None, seed: int = 0,
-               batch_size: int = 64) -> np.ndarray:
-        """`n` images, float32 (n, *shape) in [0, 1]. Sample i depends only on (seed, i, its condition)."""
+               batch_size: int = 64, on_batch: Callable[[int], None] | None = None) -> np.ndarray:
+        """`n` images, float32 (n, *shape) in [0, 1]. Sample i depends only on (seed, i, its condition).
+
+        `on_batch(k)` is called after each batch with the number of images it made (progress)."""
         sampler = sampler or self.config.sampling.sampler
         if sampler not in SAMPLERS:
             raise InputError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
@@ -102,6 +104,8 @@ class DiffusionModel:
                     x = self.autoencoder.decode(x / float(self.info["latent"]["scale_factor"]))
             x = crop_to(x[:, 0], self.shape)
             out[start:stop] = ((x.float().clamp(-1, 1) + 1) / 2).cpu().numpy()
+            if on_batch is not None:
+                on_batch(stop - start)
         return out
 
 
