@@ -12,7 +12,6 @@ Every identifier in it is a keyed pseudonym; splits are by patient.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
