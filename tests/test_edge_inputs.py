@@ -239,3 +239,16 @@ def test_json_is_written_without_nan(tmp_path):
         write_json(tmp_path / "x.json", {"v": np.float32("inf")})
     write_json(tmp_path / "y.json", {"auc": float("nan"), "n": 3}, nan_as_null=True)
     assert json.loads((tmp_path / "y.json").read_text()) == {"auc": None, "n": 3}
+
+
+@pytest.mark.parametrize("bad", [np.nan, 1000.0])
+def test_training_refuses_bad_train_pixels_without_reading_the_holdout(tmp_path, capsys, bad):
+    ds = make_toy_dataset(tmp_path / "d", n_patients=6)
+    d = Dataset.open(ds)
+    images = np.asarray(d.images).copy()
+    k = int(d.indices("train")[3])
+    images[k] *= bad
+    images[d.indices("holdout")] = np.nan  # never read by training, so never complained about
+    save_npy(ds / "images.npy", images)
+    err = _cli_error(capsys, ["train", str(ds), "--out", str(tmp_path / "run"), "--steps", "1"])
+    assert f"images.npy: image {k} " in err
