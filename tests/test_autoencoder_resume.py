@@ -49,7 +49,7 @@ def test_kill_in_the_autoencoder_stage_then_resume_equals_an_uninterrupted_run(t
 
     def save_then_crash(root, step, *a, **k):
         real_save(root, step, *a, **k)
-        if root.name == trainer.AE_CHECKPOINT and step == 4:
+        if root.name == "checkpoint-autoencoder" and step == 4:
             raise KeyboardInterrupt  # killed right after the stage's second checkpoint
 
     monkeypatch.setattr(trainer, "save_checkpoint", save_then_crash)
@@ -57,7 +57,7 @@ def test_kill_in_the_autoencoder_stage_then_resume_equals_an_uninterrupted_run(t
         train(ds, cfg, cut)
     monkeypatch.setattr(trainer, "save_checkpoint", real_save)
     assert not (cut / "autoencoder.safetensors").exists()
-    assert (cut / trainer.AE_CHECKPOINT / "latest").read_text().strip() == "step_00000004"
+    assert (cut / "checkpoint-autoencoder" / "latest").read_text().strip() == "step_00000004"
     with pytest.raises(InputError, match="--resume"):
         train(ds, cfg, cut)  # a run in its first stage is still a run: not overwritten
 
@@ -74,7 +74,7 @@ def test_kill_in_the_autoencoder_stage_then_resume_equals_an_uninterrupted_run(t
         assert sha256_file(cut / name) == sha256_file(full / name), name
     a, b = (json.loads((r / "autoencoder.json").read_text()) for r in (full, cut))
     assert a == b
-    assert not (cut / trainer.AE_CHECKPOINT).exists()  # the finished stage's checkpoint is gone
+    assert not (cut / "checkpoint-autoencoder").exists()  # the finished stage's checkpoint is gone
 
 
 def test_autoencoder_checkpoint_of_another_config_is_refused(tmp_path, monkeypatch):
