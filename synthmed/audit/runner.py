@@ -26,9 +26,10 @@ from synthmed.audit.profile import AuditProfile, load_profile
 from synthmed.audit.verdict import AttackMeasure, MemorisationMeasure, Verdict, evaluate
 from synthmed.data.cohort import Cohort
 from synthmed.data.dataset import Dataset
+from synthmed.data.values import intensity_range
 from synthmed.errors import InputError
 from synthmed.io.atomic import write_json
-from synthmed.progress import console, progress_enabled
+from synthmed.progress import console, progress_enabled, progress_logging
 from synthmed.provenance import hash_id_list, provenance
 
 AUDIT_SCHEMA = "synthmed.audit/1"
@@ -80,7 +81,7 @@ def _shape_text(shape: tuple[int, ...]) -> str:
 def load_inputs(dataset: Path, cohort: Path, profile: AuditProfile, seed: int = 0) -> tuple[Inputs, Dataset, Cohort]:
     """Open both folders and check they can be audited; every problem is one readable line."""
     ds = Dataset.open(dataset)
-    co = Cohort.open(cohort)
+    co = Cohort.open(cohort, intensity_range(ds.info))
     if tuple(co.shape) != tuple(ds.shape):
         raise InputError(f"{co.root}: cohort images are {_shape_text(co.shape)} but the dataset's "
                          f"are {_shape_text(ds.shape)}; sample the cohort at the dataset's shape")
@@ -392,7 +393,8 @@ def write_outputs(result: AuditResult, encoder_to_save=None) -> None:
 
     out = result.out
     out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "audit.json", result.audit)
+    # NaN is "not measurable" here (a share of an empty set): recorded as null
+    write_json(out / "audit.json", result.audit, nan_as_null=True)
     if encoder_to_save is not None and hasattr(encoder_to_save, "save"):
         encoder_to_save.save(out / "encoder")
     if result.report is not None:
@@ -403,6 +405,15 @@ def _status(text: str, fn):
     if progress_enabled():
         with console.status(text):
             return fn()
+    if progress_logging():  # a batch job's log: say what runs and how long it took
+        import sys
+        import time
+
+        print(f"synthmed: {text}: started", file=sys.stderr, flush=True)
+        t0 = time.perf_counter()
+        out = fn()
+        print(f"synthmed: {text}: done in {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
+        return out
     return fn()
 
 

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from synthmed.cli.app import app
+from synthmed.cli.options import check_out_folder, check_seed
 
 
 @app.command("audit")
@@ -31,6 +32,8 @@ def audit_command(
     """Audit a synthetic cohort for membership leakage and copies; write audit.json and report.html."""
     from synthmed.audit import run_audit
 
+    check_out_folder(out)
+    check_seed(seed)
     result = run_audit(dataset, synthetic, profile, out, seed=seed, filter=filter_, encoder=encoder)
     console = Console()
     print_result(console, result)

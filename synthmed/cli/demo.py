@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 
 from synthmed.cli.app import app
+from synthmed.cli.options import check_int, check_out_folder, check_seed
 from synthmed.errors import InputError
 
 
@@ -26,6 +27,9 @@ def demo(
     """Make virtual patients, ingest them, train, generate a cohort and audit it, on a laptop CPU."""
     from synthmed.demo import run_demo
 
+    check_out_folder(out)
+    check_int(patients, "--patients", 1)
+    check_seed(seed)
     console = Console()
     if fresh and out.exists():
         if not (out / "phantoms" / "phantoms.json").is_file():

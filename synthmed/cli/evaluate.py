@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from synthmed.cli.app import app
+from synthmed.cli.options import check_int, check_out_folder, check_seed
 
 
 @app.command("evaluate")
@@ -32,6 +33,10 @@ def evaluate_cmd(
     from synthmed.models import load
     from synthmed.progress import console
 
+    check_out_folder(out)
+    for value, option in ((n, "--n"), (top, "--top"), (batch_size, "--batch-size")):
+        check_int(value, option, 1)
+    check_seed(seed)
     model = load(run)
     ds = Dataset.open(dataset)
     wanted = [x.strip() for x in labels.split(",") if x.strip()] if labels else None

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from synthmed.cli.app import app
+from synthmed.cli.options import check_int, check_out_folder
 
 
 @app.command("ingest")
@@ -19,7 +20,7 @@ def ingest_command(
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="ingest config YAML (configs/ingest-*.yaml)"),
     metadata: Optional[Path] = typer.Option(None, "--metadata", "-m", help="CSV with patient ID, labels, age, sex per file (NIH or file,patient_id,labels,age,sex); given but unusable is an error"),
     key: Optional[Path] = typer.Option(None, "--key", help="de-identification key file (default: created once in ~/.config/synthmed/deid.key)"),
-    workers: Optional[int] = typer.Option(None, "--workers", "-w", min=1, help="reader processes (default: min(2, CPUs))"),
+    workers: Optional[int] = typer.Option(None, "--workers", "-w", help="reader processes (default: min(2, CPUs))"),
     show_paths: bool = typer.Option(False, "--show-paths", help="name refused files by their real path on the console (paths may carry patient identifiers; they are never written to files)"),
 ) -> None:
     """Read, de-identify, normalise and split images by patient into a synthmed dataset."""
@@ -27,6 +28,8 @@ def ingest_command(
     from synthmed.data.ingest import ingest
     from synthmed.data.ingest_config import IngestConfig
 
+    check_out_folder(out)
+    check_int(workers, "--workers", 1)
     cfg = load_config(config, IngestConfig)
     result = ingest(sources, out, cfg, metadata_csv=metadata, key_path=key, workers=workers,
                     show_paths=show_paths)

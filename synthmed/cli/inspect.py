@@ -10,6 +10,8 @@ from rich.console import Console
 from rich.table import Table
 
 from synthmed.cli.app import app
+from synthmed.cli.options import check_seed
+from synthmed.errors import InputError
 
 
 @app.command("inspect")
@@ -21,6 +23,9 @@ def inspect_command(
     """Summarise a dataset and draw a contact sheet of random images per split."""
     from synthmed.data.inspect import inspect_dataset
 
+    check_seed(seed)
+    if out is not None and out.is_dir():
+        raise InputError(f"{out}: --out names a folder; it is the contact sheet's PNG file name")
     s = inspect_dataset(dataset, out, seed=seed)
     console = Console()
     table = Table(title=f"{dataset}: {s['patients']} patients, {s['images']} images, "

@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 
 from synthmed.cli.app import app
+from synthmed.cli.options import check_float, check_int, check_out_folder, check_seed
 from synthmed.errors import ConfigError
 
 
@@ -40,6 +41,12 @@ def phantoms(
     """Write virtual patients as real DICOM files, with invented identities in the headers."""
     from synthmed.phantoms import make_phantoms  # imported here so `synthmed --help` stays fast
 
+    check_out_folder(out, "OUT")
+    for value, option in ((patients, "--patients"), (size, "--size"), (slices, "--slices"),
+                          (workers, "--workers")):
+        check_int(value, option, 1)
+    check_seed(seed)
+    check_float(findings_rate, "--findings-rate", 0.0, 1.0)
     start = time.perf_counter()
     summary = make_phantoms(out, patients, seed=seed, kind=kind,  # type: ignore[arg-type]
                             studies_per_patient=_parse_range(studies), size=size,

@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from synthmed.cli.app import app
+from synthmed.cli.options import check_float, check_int, check_out_folder, check_seed
 from synthmed.errors import InputError
 
 
@@ -21,7 +22,7 @@ def parse_label_rates(text: str | None) -> dict[str, float] | None:
         try:
             if not sep:
                 raise ValueError
-            out[name.strip()] = float(value)
+            out[name.strip()] = check_float(float(value), f"--labels {name.strip()}", 0.0, 1.0)
         except ValueError:
             raise InputError(f"--labels: {part!r} is not NAME=RATE (e.g. Effusion=0.3)") from None
     return out
@@ -34,9 +35,12 @@ def parse_age_range(text: str | None) -> tuple[float, float] | None:
     try:
         if not sep:
             raise ValueError
-        return float(lo), float(hi)
+        low, high = float(lo), float(hi)
     except ValueError:
         raise InputError(f"--age: {text!r} is not a range like 40-80") from None
+    check_float(low, "--age (low end)", 0.0)
+    check_float(high, "--age (high end)", low)
+    return low, high
 
 
 @app.command("sample")
@@ -59,9 +63,15 @@ def sample_cmd(
     from synthmed.models import load
     from synthmed.progress import console
 
+    check_out_folder(out)
+    check_int(n, "--n", 1)
+    check_int(batch_size, "--batch-size", 1)
+    check_seed(seed)
+    check_float(sex_ratio, "--sex-ratio", 0.0, 1.0)
+    label_rates, age_range = parse_label_rates(labels), parse_age_range(age)
     model = load(run)
-    path = generate_cohort(model, n, out, label_rates=parse_label_rates(labels),
-                           age_range=parse_age_range(age), sex_ratio=sex_ratio, seed=seed,
+    path = generate_cohort(model, n, out, label_rates=label_rates,
+                           age_range=age_range, sex_ratio=sex_ratio, seed=seed,
                            steps=steps, sampler=sampler, guidance_scale=guidance,
                            batch_size=batch_size)
     used = Cohort.open(path).info["sampling"]

@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from synthmed.cli.app import app
+from synthmed.cli.options import check_int, check_out_folder
 
 
 @app.command("train")
@@ -22,7 +23,9 @@ def train_cmd(
     from synthmed.config import load_config
     from synthmed.models import TrainConfig, train
 
-    cfg = load_config(config, TrainConfig, overrides={"steps": steps} if steps else None)
+    check_out_folder(out)
+    check_int(steps, "--steps", 1)
+    cfg = load_config(config, TrainConfig, overrides={"steps": steps} if steps is not None else None)
     run = train(dataset, cfg, out, resume=resume)
     import json
 

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from synthmed.errors import InputError
+
 _HEADER_BYTES = 256  # magic + version + length + dict, space padded; fits any realistic shape
 
 
@@ -77,3 +79,12 @@ class NpyAppender:
 def open_array(path: str | Path) -> np.ndarray:
     """Memory-map an `.npy` written by synthmed (no pickles allowed)."""
     return np.load(path, mmap_mode="r", allow_pickle=False)
+
+
+def read_images(path: str | Path) -> np.ndarray:
+    """`open_array` for an input folder: a truncated or corrupt file is one line naming it."""
+    try:
+        return open_array(path)
+    except (ValueError, OSError, EOFError) as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise InputError(f"{path}: not a readable .npy array, truncated or corrupt ({reason})") from None

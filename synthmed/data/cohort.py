@@ -13,15 +13,16 @@ synthetic patient.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from synthmed.data.array_store import open_array
-from synthmed.data.records import CohortRecord, read_records, write_records
+from synthmed.data.array_store import read_images
+from synthmed.data.records import CohortRecord, read_manifest, write_records
+from synthmed.data.values import (DEFAULT_RANGE, check_manifest, check_shape, check_values,
+                                  read_folder_json)
 from synthmed.errors import InputError
 from synthmed.io.atomic import save_npy, write_json
 from synthmed.provenance import sha256_file
@@ -38,27 +39,42 @@ class Cohort:
     images: np.ndarray
 
     @classmethod
-    def open(cls, path: str | Path) -> "Cohort":
+    def open(cls, path: str | Path, value_range: tuple[float, float] = DEFAULT_RANGE) -> "Cohort":
+        """Open a cohort folder (or a plain folder of images); every file is checked, and images
+        must be finite and inside `value_range` (the dataset's normalised range)."""
         root = Path(path)
         if not root.exists():
             raise InputError(f"{root}: cohort folder does not exist")
+        if not root.is_dir():
+            raise InputError(f"{root}: is a file, not a cohort folder")
         if (root / "images.npy").is_file() and (root / "manifest.csv").is_file():
-            info = json.loads((root / "cohort.json").read_text()) if (root / "cohort.json").is_file() else {}
-            images = open_array(root / "images.npy")
-            records = read_records(root / "manifest.csv", CohortRecord)
+            info: dict[str, Any] = {}
+            shape = None
+            if (root / "cohort.json").is_file():
+                info = read_folder_json(root / "cohort.json", COHORT_SCHEMA)
+                shape = info.get("shape")
+                if shape is not None and not (isinstance(shape, list)
+                                              and all(isinstance(v, int) for v in shape)):
+                    raise InputError(f"{root / 'cohort.json'}: shape must be a list of integers, "
+                                     f"got {shape!r}")
+            images = read_images(root / "images.npy")
+            check_shape(images, root / "images.npy", None, shape)
+            records = read_manifest(root / "manifest.csv", CohortRecord)
             if len(records) != images.shape[0]:
                 raise InputError(f"{root}: manifest.csv has {len(records)} rows but images.npy "
                                  f"holds {images.shape[0]} images")
+            check_manifest(records, images.shape[0], root / "manifest.csv")
+            check_values(images, root / "images.npy", value_range)
             return cls(root, info, records, images)
-        return cls._open_plain_folder(root)
+        return cls._open_plain_folder(root, value_range)
 
     @classmethod
-    def _open_plain_folder(cls, root: Path) -> "Cohort":
+    def _open_plain_folder(cls, root: Path, value_range: tuple[float, float]) -> "Cohort":
         files = sorted(p for p in root.iterdir() if p.is_file() and p.name.lower().endswith(_PLAIN_SUFFIXES))
         if not files:
             raise InputError(f"{root}: no cohort (images.npy + manifest.csv) and no image files "
                              f"({', '.join(_PLAIN_SUFFIXES)})")
-        arrays = [_read_plain_image(p) for p in files]
+        arrays = [_read_plain_image(p, value_range) for p in files]
         shapes = {a.shape for a in arrays}
         if len(shapes) != 1:
             raise InputError(f"{root}: images have different shapes {sorted(shapes)}; "
@@ -91,7 +107,9 @@ def _sha_array(a: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()
 
 
-def _read_plain_image(path: Path) -> np.ndarray:
+def _read_plain_image(path: Path, value_range: tuple[float, float]) -> np.ndarray:
+    """PNG / JPEG are 8-bit and read as v / 255; arrays (.npy, NIfTI) must already hold normalised
+    values: a per-image rescale would turn any scale, x1000 included, into something auditable."""
     name = path.name.lower()
     try:
         if name.endswith(".npy"):
@@ -110,9 +128,7 @@ def _read_plain_image(path: Path) -> np.ndarray:
             return a
     except Exception as err:  # noqa: BLE001 - any reader failure is a bad input file
         raise InputError(f"{path}: cannot read image ({err})") from None
-    lo, hi = float(np.nanmin(a)), float(np.nanmax(a))
-    if lo < 0.0 or hi > 1.0:
-        a = (a - lo) / (hi - lo) if hi > lo else np.zeros_like(a)
+    check_values(a[None], path, value_range)
     return a
 
 

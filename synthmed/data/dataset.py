@@ -12,7 +12,6 @@ Every identifier in it is a keyed pseudonym; splits are by patient.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,8 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from synthmed.data.array_store import open_array
-from synthmed.data.records import ImageRecord, read_records
+from synthmed.data import values
+from synthmed.data.array_store import read_images
+from synthmed.data.records import ImageRecord, read_manifest
+from synthmed.data.values import check_manifest, check_shape, intensity_range, read_folder_json
 from synthmed.errors import InputError
 
 DATASET_SCHEMA = "synthmed.dataset/1"
@@ -36,21 +37,34 @@ class Dataset:
     images: np.ndarray  # memory-mapped, read-only
 
     @classmethod
-    def open(cls, path: str | Path) -> "Dataset":
+    def open(cls, path: str | Path, check_values: bool = True) -> "Dataset":
+        """Open a dataset folder; every file is checked and any problem is one line naming it.
+
+        The images are checked to be finite and inside the range dataset.json records (one
+        chunked min/max pass over the memory map); `check_values=False` leaves that to callers
+        that check the rows they read (training reads only the train split, and never touches
+        the holdout's pixels).
+        """
         root = Path(path)
         for name in ("images.npy", "manifest.csv", "dataset.json"):
             if not (root / name).is_file():
                 raise InputError(f"{root}: not a synthmed dataset ({name} is missing); "
                                  "make one with `synthmed ingest`")
+        info = read_folder_json(root / "dataset.json", DATASET_SCHEMA, ("spatial_dims", "shape"))
         try:
-            info = json.loads((root / "dataset.json").read_text())
-            images = open_array(root / "images.npy")
-            records = read_records(root / "manifest.csv", ImageRecord)
-        except (ValueError, OSError, KeyError, TypeError) as err:
-            raise InputError(f"{root}: dataset files are unreadable ({err})") from None
+            value_range = intensity_range(info)
+            spatial_dims, shape = int(info["spatial_dims"]), [int(s) for s in info["shape"]]
+        except (TypeError, ValueError) as err:
+            raise InputError(f"{root / 'dataset.json'}: {err}") from None
+        images = read_images(root / "images.npy")
+        check_shape(images, root / "images.npy", spatial_dims, shape)
+        records = read_manifest(root / "manifest.csv", ImageRecord)
         if len(records) != images.shape[0]:
             raise InputError(f"{root}: manifest.csv has {len(records)} rows but images.npy "
                              f"holds {images.shape[0]} images")
+        check_manifest(records, images.shape[0], root / "manifest.csv", SPLITS)
+        if check_values:
+            values.check_values(images, root / "images.npy", value_range)
         return cls(root=root, info=info, records=records, images=images)
 
     def __len__(self) -> int:

@@ -8,6 +8,7 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from synthmed.errors import InputError
 from synthmed.io.atomic import write_text
 
 LABEL_SEP = "|"
@@ -80,6 +81,23 @@ def read_records(path: str | Path, record_type: type) -> list:
                 kwargs[name] = _parse(row[name], str(typ), name)
             out.append(record_type(**kwargs))
     return out
+
+
+def read_manifest(path: str | Path, record_type: type) -> list:
+    """`read_records` for an input folder: a malformed row is one line naming the file and row."""
+    required = [f.name for f in fields(record_type) if f.name in ("index", "patient")]
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            header = next(csv.reader(fh), [])
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise InputError(f"{path}: cannot be read as CSV ({err})") from None
+    missing = [n for n in required if n not in header]
+    if missing:
+        raise InputError(f"{path}: missing column{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
+    try:
+        return read_records(path, record_type)
+    except (ValueError, TypeError, UnicodeDecodeError, csv.Error) as err:
+        raise InputError(f"{path}: malformed row ({str(err).splitlines()[0]})") from None
 
 
 def _parse(text: str, typ: str, name: str) -> object:

@@ -199,7 +199,8 @@ def evaluate_generator(model: Any, dataset: Any, out: str | Path | None = None, 
             save_grid(_real_rows(x_tr, x_ho, y_tr if findings else None, y_ho if findings else None,
                                  record, findings, grid_columns, rng),
                       out / "real.png", ncol=grid_columns, scale=scale)
-        write_json(out / "evaluation.json", record)
+        # NaN is "not measurable" here (an AUC with one class empty): recorded as null
+        write_json(out / "evaluation.json", record, nan_as_null=True)
     return record
 
 

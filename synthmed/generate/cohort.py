@@ -16,6 +16,7 @@ from synthmed.data.cohort import write_cohort
 from synthmed.data.records import CohortRecord
 from synthmed.errors import InputError
 from synthmed.provenance import provenance
+from synthmed.progress import make_progress
 
 
 def draw_conditions(n: int, vocabulary: list[str], priors: dict[str, Any], *,
@@ -76,8 +77,11 @@ def generate_cohort(model, n: int, out: str | Path, *, label_rates: dict[str, fl
     conds = draw_conditions(n, model.label_vocabulary, model.condition_priors,
                             label_rates=label_rates, age_range=age_range, sex_ratio=sex_ratio,
                             seed=seed)
-    sampled = model.sample(n, conditions=conds, steps=steps, sampler=sampler,
-                           guidance_scale=guidance_scale, seed=seed, batch_size=batch_size)
+    with make_progress() as progress:
+        task = progress.add_task("sample", total=n)
+        sampled = model.sample(n, conditions=conds, steps=steps, sampler=sampler,
+                               guidance_scale=guidance_scale, seed=seed, batch_size=batch_size,
+                               on_batch=lambda k: progress.advance(task, k))
     records = [CohortRecord(index=i, patient=f"SYN-{i:06d}", labels=tuple(c["labels"]),
                             age=float(c.get("age", math.nan)), sex=c.get("sex", ""))
                for i, c in enumerate(conds)]

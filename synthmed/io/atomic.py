@@ -50,13 +50,42 @@ def write_text(path: str | Path, text: str) -> None:
     write_bytes(path, text.encode("utf-8"))
 
 
-def dumps_json(obj: Any) -> str:
-    """JSON with sorted keys, so the same content gives the same bytes."""
-    return json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n"
+def dumps_json(obj: Any, *, nan_as_null: bool = False) -> str:
+    """JSON with sorted keys, so the same content gives the same bytes.
+
+    Strict JSON has no NaN or Infinity (Python would write them, and other readers then refuse
+    the file), so a non-finite number is a ValueError naming its key, or, with `nan_as_null`, for
+    records where NaN is a legitimate "could not be measured", it is written as null.
+    """
+    obj = _finite_or_null(obj, "", nan_as_null)
+    return json.dumps(obj, indent=2, sort_keys=True, default=_json_default, allow_nan=False) + "\n"
 
 
-def write_json(path: str | Path, obj: Any) -> None:
-    write_text(path, dumps_json(obj))
+def write_json(path: str | Path, obj: Any, *, nan_as_null: bool = False) -> None:
+    try:
+        text = dumps_json(obj, nan_as_null=nan_as_null)
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from None
+    write_text(path, text)
+
+
+def _finite_or_null(obj: Any, key: str, nan_as_null: bool) -> Any:
+    """`obj` with every non-finite float replaced by None (or a ValueError naming the first)."""
+    if isinstance(obj, (float, np.floating)):
+        if np.isfinite(obj):
+            return obj
+        if nan_as_null:
+            return None
+        raise ValueError(f"key '{key or '<top level>'}' is {float(obj)}; JSON has no NaN or "
+                         "infinity")
+    if isinstance(obj, dict):
+        return {k: _finite_or_null(v, f"{key}.{k}" if key else str(k), nan_as_null)
+                for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite_or_null(v, f"{key}[{i}]", nan_as_null) for i, v in enumerate(obj)]
+    if isinstance(obj, np.ndarray) and obj.dtype.kind == "f":
+        return _finite_or_null(obj.tolist(), key, nan_as_null)
+    return obj
 
 
 def save_npy(path: str | Path, array: np.ndarray) -> None:

@@ -7,7 +7,7 @@ networks, and synthmed never downloads weights.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -33,16 +33,25 @@ def downsampling(cfg: LatentConfig) -> int:
 
 
 def train_autoencoder(ae: AutoencoderKL, images: torch.Tensor, cfg: LatentConfig, seed: int,
-                      device: torch.device, on_step: Callable[[int, float], None] | None = None) -> float:
+                      device: torch.device, on_step: Callable[[int, float], None] | None = None, *,
+                      start_step: int = 0, optimizer_state: dict[str, Any] | None = None,
+                      checkpoint_every: int = 0,
+                      on_checkpoint: Callable[[int, torch.optim.Optimizer, float], None] | None = None,
+                      ) -> float:
     """Train `ae` on `images` ((N, 1, *spatial) in [-1, 1], padded). Returns the final L1 loss.
 
-    Data order and noise are functions of (seed, step), like the diffusion stage.
+    Data order and noise are functions of (seed, step), like the diffusion stage, so a run resumed
+    at `start_step` with the weights and `optimizer_state` of a checkpoint computes exactly what
+    an uninterrupted one does. `on_checkpoint(step, optimizer, l1)` is called every
+    `checkpoint_every` steps before the last.
     """
     ae.to(device).train()
     opt = torch.optim.AdamW(ae.parameters(), lr=cfg.lr)
+    if optimizer_state is not None:
+        opt.load_state_dict(optimizer_state)
     n = images.shape[0]
     last = float("nan")
-    for step in range(cfg.steps):
+    for step in range(start_step, cfg.steps):
         rng = np.random.default_rng([seed, 7, step])
         idx = torch.from_numpy(rng.integers(0, n, size=min(cfg.batch_size, n)))
         x = images[idx].to(device)
@@ -61,6 +70,10 @@ def train_autoencoder(ae: AutoencoderKL, images: torch.Tensor, cfg: LatentConfig
         last = float(l1.detach())
         if on_step is not None:
             on_step(step, last)
+        done = step + 1
+        if on_checkpoint is not None and checkpoint_every and done % checkpoint_every == 0 \
+                and done < cfg.steps:
+            on_checkpoint(done, opt, last)
     ae.eval()
     return last
 

@@ -103,7 +103,8 @@ class TrainConfig(StrictConfig):
     grad_clip: float = Field(1.0, gt=0)
     ema_decay: float = Field(0.999, ge=0.0, le=1.0, description="upper bound of the EMA decay "
                              "(it warms up as 1 - (1 + step)^-2/3)")
-    checkpoint_every: int = Field(500, ge=1)
+    checkpoint_every: int = Field(500, ge=1, description="checkpoint every K steps, in both "
+                                  "stages of latent training (autoencoder, then diffusion)")
     sample_every: int = Field(500, ge=0, description="sample grid PNG every K steps (0: only at the end)")
     sample_grid: int = Field(16, ge=1, description="images in each sample grid")
     log_every: int = Field(10, ge=1)

@@ -7,7 +7,7 @@ runs); `RUN/model.json` holds everything else needed to rebuild them. Nothing is
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -71,11 +71,12 @@ class DiffusionModel:
 
     def sample(self, n: int, conditions: dict | list[dict] | None = None, steps: int | None = None,
                sampler: str | None = None, guidance_scale: float | None = None, seed: int = 0,
-               batch_size: int = 64) -> SampleOutput:
+               batch_size: int = 64, on_batch: Callable[[int], None] | None = None) -> SampleOutput:
         """`n` images, float32 (n, *shape) in [0, 1], and the settings that made them.
 
         sampler / steps / guidance_scale: None means the model's own (`resolve_sampling`).
-        Sample i depends only on (seed, i, its condition)."""
+        Sample i depends only on (seed, i, its condition). `on_batch(k)` is called after each
+        batch with the number of images it made (progress)."""
         settings = resolve_sampling(self.config, sampler, steps, guidance_scale)
         if n < 0 or batch_size < 1:
             raise InputError("n must be >= 0 and batch_size >= 1")
@@ -100,6 +101,8 @@ class DiffusionModel:
                     x = self.autoencoder.decode(x / float(self.info["latent"]["scale_factor"]))
             x = crop_to(x[:, 0], self.shape)
             out[start:stop] = ((x.float().clamp(-1, 1) + 1) / 2).cpu().numpy()
+            if on_batch is not None:
+                on_batch(stop - start)
         return SampleOutput(out, settings)
 
 

@@ -13,6 +13,7 @@ import csv
 import io
 import math
 import os
+import shutil
 import time
 from functools import lru_cache
 from pathlib import Path
@@ -27,6 +28,7 @@ from diffusers.training_utils import EMAModel
 from rich.progress import TextColumn
 
 from synthmed.data.dataset import Dataset
+from synthmed.data.values import check_values, intensity_range
 from synthmed.errors import ConfigError, InputError, SynthmedError
 from synthmed.io.atomic import write_json, write_text
 from synthmed.models import autoencoder as ae_mod
@@ -43,6 +45,9 @@ from synthmed.models.schedulers import training_scheduler
 from synthmed.progress import console, make_progress, progress_enabled
 from synthmed.provenance import hash_id_list, provenance, sha256_file, sha256_json
 from synthmed.viz import save_png, tile, to_uint8, view_2d
+
+# The autoencoder stage of latent training checkpoints here (the diffusion stage in checkpoint/).
+AE_CHECKPOINT = "checkpoint-autoencoder"
 
 # Keys that may change between an interrupted run and its resumption (they do not change what
 # is computed, except `steps`, which the user may raise to train longer).
@@ -134,17 +139,21 @@ class _Run:
         if cfg.batch_size % d.world:
             raise ConfigError(f"batch_size {cfg.batch_size} must be a multiple of the number of "
                               f"processes ({d.world})")
-        if not resume and latest_checkpoint(out / "checkpoint") is not None:
+        self.resume_requested = resume
+        if not resume and (latest_checkpoint(out / "checkpoint") is not None
+                           or latest_checkpoint(out / AE_CHECKPOINT) is not None):
             raise InputError(f"{out}: already holds a training run; pass --resume to continue it "
                              "or choose another --out")
         self.resume = resume and latest_checkpoint(out / "checkpoint") is not None
-        ds = Dataset.open(dataset)
+        if self.resume:
+            _check_resume_steps(out / "checkpoint", cfg.steps)
+        # the holdout's pixels are never read, not even to check them: only the train split's are
+        ds = Dataset.open(dataset, check_values=False)
         self.ds_summary = ds.summary()
-        idx = ds.require_split("train")  # the holdout is never read
+        idx = ds.require_split("train")
         self.train_patients = sorted({ds.records[i].patient for i in idx})
         images = np.asarray(ds.images[idx], dtype=np.float32)
-        if not np.isfinite(images).all():
-            raise InputError(f"{ds.root / 'images.npy'}: holds NaN or infinite values")
+        check_values(images, ds.root / "images.npy", intensity_range(ds.info), index=idx)
         self.fingerprint = ds.fingerprint() or sha256_file(ds.root / "images.npy")
         self.vocab = ds.label_vocabulary
         self.spatial_dims = ds.spatial_dims
@@ -201,14 +210,28 @@ class _Run:
         if not have and self.d.main:
             torch.manual_seed(cfg.seed)
             ae = ae_mod.build_autoencoder(self.spatial_dims, cfg.latent)
+            start, opt_state = self._load_ae_checkpoint(ae, key)
+            ckpt_root = run / AE_CHECKPOINT
+
+            def save(step: int, opt: torch.optim.Optimizer, l1: float) -> None:
+                tensors = {f"ae.{k}": v for k, v in ae.state_dict().items()}
+                optim = flatten_state("optim", opt.state_dict(), tensors)
+                save_checkpoint(ckpt_root, step, tensors, {"stage": "autoencoder", "key": key,
+                                                           "optimizer": optim, "l1": l1})
+
             with make_progress(TextColumn("L1 {task.fields[loss]:.4f}")) as prog:
-                task = prog.add_task("autoencoder", total=cfg.latent.steps, loss=float("nan"))
+                task = prog.add_task("autoencoder", total=cfg.latent.steps, completed=start,
+                                     loss=float("nan"))
                 l1 = ae_mod.train_autoencoder(
                     ae, pixels, cfg.latent, cfg.seed, self.d.device,
-                    on_step=lambda s, v: prog.update(task, advance=1, loss=v))
+                    on_step=lambda s, v: prog.update(task, advance=1, loss=v),
+                    start_step=start, optimizer_state=opt_state,
+                    checkpoint_every=cfg.checkpoint_every, on_checkpoint=save)
             save_tensors(file, ae.state_dict())
             write_json(meta, {"key": key, "steps": cfg.latent.steps, "final_l1": l1,
                               "sha256": sha256_file(file)})
+            # the finished stage replaces its checkpoint (autoencoder.json is written first)
+            shutil.rmtree(ckpt_root, ignore_errors=True)
         self.d.barrier()
         if self.d.world > 1 or have:
             load_module_state(ae, {f"ae.{k}": v for k, v in load_tensors(file).items()}, "ae", file)
@@ -218,6 +241,24 @@ class _Run:
         scale = float(1.0 / z.std().clamp_min(1e-6))
         self.ae = ae
         return z * scale, scale
+
+    def _load_ae_checkpoint(self, ae: torch.nn.Module, key: str) -> tuple[int, dict[str, Any] | None]:
+        """(step, optimiser state) of the autoencoder stage's checkpoint on --resume, else (0, None)."""
+        root = self.out / AE_CHECKPOINT
+        if not self.resume_requested or latest_checkpoint(root) is None:
+            return 0, None
+        tensors, state = load_checkpoint(root)
+        where = latest_checkpoint(root)
+        if state.get("stage") != "autoencoder" or state.get("key") != key:
+            raise CheckpointError(f"{where}: autoencoder checkpoint was made with a different "
+                                  "latent config, seed or dataset")
+        try:
+            load_module_state(ae, tensors, "ae", where)
+            opt_state = unflatten_state(state["optimizer"], tensors)
+            return int(state["step"]), opt_state
+        except (KeyError, ValueError, TypeError) as err:
+            raise CheckpointError(f"{where}: checkpoint does not fit this run ({type(err).__name__}: "
+                                  f"{str(err).splitlines()[0][:200]})") from None
 
     # ---- checkpoints ---------------------------------------------------------------------------
 
@@ -392,6 +433,16 @@ class _Run:
             write_model_card(self.out, self, model)
         d.barrier()
         return self.out
+
+
+def _check_resume_steps(root: Path, steps: int) -> None:
+    """A resumed run can only train longer: fewer steps than the checkpoint holds would record
+    `steps` over weights trained for more."""
+    where = latest_checkpoint(root)
+    done = read_json(where / "state.json", "checkpoint state").get("step")
+    if isinstance(done, int) and steps < done:
+        raise ConfigError(f"{where}: the run is already at step {done}; steps = {steps} is below it "
+                          f"(a resumed run can only train longer: use steps >= {done}, or a new --out)")
 
 
 def _priors(labels: np.ndarray, ages: np.ndarray, sexes: np.ndarray, vocab: list[str]) -> dict[str, Any]:

@@ -1,0 +1,117 @@
+"""Command-line values are checked like config values, before any work: no falsy zero, no NaN,
+no `--out` that is a file, no resumed run relabelled with fewer steps."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from helpers_dataset import make_toy_dataset
+from synthmed.cli import main
+
+TINY = {"steps": 4, "batch_size": 4, "lr": 3e-3, "warmup_steps": 1, "log_every": 1,
+        "checkpoint_every": 2, "sample_every": 0, "sample_grid": 2, "threads": 1,
+        "network": {"channels": [8, 16], "attention_levels": [False, True], "num_head_channels": 8,
+                    "norm_num_groups": 8, "context_dim": 8},
+        "sampling": {"steps": 2}}
+
+
+def _cli_error(capsys, args: list[str]) -> str:
+    with pytest.raises(SystemExit) as e:
+        main([str(a) for a in args])
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2, err
+    assert len(err.splitlines()) == 1 and err.startswith("synthmed: error:"), err
+    return err
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    ds = make_toy_dataset(tmp_path / "ds", n_patients=6, images_per_patient=2, shape=(8, 8))
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(yaml.safe_dump(TINY))
+    return tmp_path, ds, cfg
+
+
+def test_train_steps_zero_is_refused_not_replaced_by_the_config(tiny, capsys):
+    tmp, ds, cfg = tiny
+    err = _cli_error(capsys, ["train", ds, "--config", cfg, "--out", tmp / "run", "--steps", "0"])
+    assert "--steps: must be at least 1 (got 0)" in err
+    assert not (tmp / "run").exists()
+
+
+def test_resume_with_fewer_steps_than_the_checkpoint_is_refused(tiny, capsys):
+    tmp, ds, cfg = tiny
+    main_args = ["train", ds, "--config", cfg, "--out", tmp / "run"]
+    with pytest.raises(SystemExit) as e:
+        main([str(a) for a in main_args])
+    assert e.value.code in (0, None)
+    capsys.readouterr()
+    card = (tmp / "run" / "model_card.json").read_text()
+    weights = (tmp / "run" / "model.safetensors").read_bytes()
+    assert json.loads(card)["steps"] == 4
+    err = _cli_error(capsys, main_args + ["--resume", "--steps", "2"])
+    assert "already at step 4; steps = 2 is below it" in err
+    assert (tmp / "run" / "model_card.json").read_text() == card  # nothing relabelled
+    assert (tmp / "run" / "model.safetensors").read_bytes() == weights
+    # the same number of steps is a finished run: nothing to do, nothing changes
+    with pytest.raises(SystemExit) as e:
+        main([str(a) for a in main_args + ["--resume", "--steps", "4"]])
+    assert e.value.code in (0, None)
+    assert (tmp / "run" / "model.safetensors").read_bytes() == weights
+
+
+@pytest.mark.parametrize("args, expect", [
+    (["sample", "RUN", "--n", "0", "--out", "OUT"], "--n: must be at least 1 (got 0)"),
+    (["sample", "RUN", "--n", "2", "--out", "OUT", "--batch-size", "0"], "--batch-size: must be at least 1"),
+    (["sample", "RUN", "--n", "2", "--out", "OUT", "--sex-ratio", "nan"], "--sex-ratio: must be a finite number"),
+    (["sample", "RUN", "--n", "2", "--out", "OUT", "--sex-ratio", "1.5"], "--sex-ratio: must be between 0 and 1"),
+    (["sample", "RUN", "--n", "2", "--out", "OUT", "--labels", "Mass=nan"], "--labels Mass: must be a finite number"),
+    (["sample", "RUN", "--n", "2", "--out", "OUT", "--labels", "Mass=inf"], "--labels Mass: must be a finite number"),
+    (["sample", "RUN", "--n", "2", "--out", "OUT", "--age", "80-40"], "--age (high end): must be at least 80"),
+    (["sample", "RUN", "--n", "2", "--out", "OUT", "--age", "40-nan"], "--age (high end): must be a finite"),
+    (["sample", "RUN", "--n", "2", "--out", "OUT", "--seed", "-1"], "--seed: must be at least 0"),
+    (["evaluate", "RUN", "--dataset", "DS", "--out", "OUT", "--n", "0"], "--n: must be at least 1"),
+    (["evaluate", "RUN", "--dataset", "DS", "--out", "OUT", "--top", "0"], "--top: must be at least 1"),
+    (["evaluate", "RUN", "--dataset", "DS", "--out", "OUT", "--batch-size", "0"], "--batch-size: must be at least 1"),
+    (["audit", "--dataset", "DS", "--synthetic", "C", "--out", "OUT", "--seed", "-3"], "--seed: must be at least 0"),
+    (["phantoms", "OUT", "--patients", "0"], "--patients: must be at least 1"),
+    (["phantoms", "OUT", "--patients", "2", "--findings-rate", "nan"], "--findings-rate: must be a finite number"),
+    (["phantoms", "OUT", "--patients", "2", "--size", "0"], "--size: must be at least 1"),
+    (["demo", "--out", "OUT", "--patients", "0"], "--patients: must be at least 1"),
+    (["inspect", "DS", "--seed", "-1"], "--seed: must be at least 0"),
+    (["ingest", "DS", "--out", "OUT", "--workers", "0"], "--workers: must be at least 1"),
+])
+def test_numbers_are_checked_before_any_work(tmp_path, capsys, args, expect):
+    # RUN / DS / C do not exist: the number is refused before any of them is opened
+    args = [str(tmp_path / a) if a.isupper() else a for a in args]
+    assert expect in _cli_error(capsys, args)
+    assert not (tmp_path / "OUT").exists()
+
+
+@pytest.mark.parametrize("command", [
+    ["train", "DS", "--out", "FILE"],
+    ["sample", "RUN", "--n", "2", "--out", "FILE"],
+    ["evaluate", "RUN", "--dataset", "DS", "--out", "FILE"],
+    ["audit", "--dataset", "DS", "--synthetic", "C", "--out", "FILE"],
+    ["ingest", "SRC", "--out", "FILE"],
+    ["demo", "--out", "FILE", "--keep"],
+    ["phantoms", "FILE", "--patients", "2"],
+])
+def test_out_naming_an_existing_file_is_refused_first(tmp_path, capsys, command):
+    (tmp_path / "FILE").write_text("keep me\n")
+    (tmp_path / "SRC").mkdir()
+    args = [str(tmp_path / a) if a.isupper() else a for a in command]
+    err = _cli_error(capsys, args)
+    assert f"{tmp_path / 'FILE'}: " in err and "names an existing file" in err
+    assert (tmp_path / "FILE").read_text() == "keep me\n"
+
+
+def test_train_out_existing_file_refused_before_training(tiny, capsys):
+    tmp, ds, cfg = tiny
+    (tmp / "f").write_text("x")
+    err = _cli_error(capsys, ["train", ds, "--config", cfg, "--out", tmp / "f"])
+    assert "names an existing file" in err
