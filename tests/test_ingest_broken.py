@@ -38,8 +38,7 @@ def test_broken_corpus_each_refusal_one_line_rest_ingested(tmp_path, key_file, c
     corpus = build_corpus(tmp_path)
     out = tmp_path / "ds"
     code, stdout, stderr = _run_cli(["ingest", str(corpus.root), "--out", str(out), "--key",
-                                     str(key_file), "--metadata", str(corpus.bad_metadata),
-                                     "--workers", "2"], capsys)
+                                     str(key_file), "--workers", "2"], capsys)
     assert code == 0, stderr
     assert "Traceback" not in stderr + stdout
     report = json.loads((out / "ingest_report.json").read_text())
@@ -57,9 +56,6 @@ def test_broken_corpus_each_refusal_one_line_rest_ingested(tmp_path, key_file, c
         assert not any(str(f) in stderr for f in case.files), case.name
     assert len(report["refusals"]) == len(corpus.cases)
     assert "--show-paths" in stdout
-    # The metadata CSV with a missing column: one line naming it and the column, run goes on.
-    assert report["metadata"]["error"].startswith("bad_metadata.csv:")
-    assert "patient_id" in report["metadata"]["error"]
     assert report["counts"]["skipped"] == 2  # the README and the CSV itself
     # The good inputs: 2 PNGs and the 3 (non-empty) slices of the good CT series.
     ds = Dataset.open(out)
@@ -70,6 +66,19 @@ def test_broken_corpus_each_refusal_one_line_rest_ingested(tmp_path, key_file, c
     raw = b"".join(p.read_bytes() for p in out.iterdir() if p.is_file())
     for word in (MARK, str(corpus.root), PATIENT_ID, PATIENT_NAME, "19470203", ".Jane", ".jane"):
         assert word.encode() not in raw, word
+
+
+def test_unusable_metadata_csv_is_one_line_error_exit_2(tmp_path, key_file, capsys):
+    """Asked for but unusable (here: no patient_id column): ingesting without it would spread
+    patients over splits, so it is an error naming the CSV and the column, not a warning."""
+    corpus = build_corpus(tmp_path)
+    out = tmp_path / "ds"
+    code, _, stderr = _run_cli(["ingest", str(corpus.root), "--out", str(out), "--key",
+                                str(key_file), "--metadata", str(corpus.bad_metadata)], capsys)
+    assert code == 2
+    lines = [ln for ln in stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "bad_metadata.csv" in lines[0] and "patient_id" in lines[0]
+    assert not out.exists()
 
 
 def test_nothing_usable_one_sentence_nonzero_exit_no_traceback(tmp_path, key_file):

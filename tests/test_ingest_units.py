@@ -93,12 +93,13 @@ def test_npz_and_png_ingest_end_to_end(tmp_path):
              train_labels=np.arange(6) % 2)
     Image.fromarray(np.full((20, 30), 7, np.uint8)).save(src / "flat.png")
     res = ingest([src], tmp_path / "ds", IngestConfig(shape=(16, 16)), key_path=key, workers=1)
-    assert res.images == 7 and res.patients == 7
+    assert res.images == 6 and res.patients == 6
     from synthmed.data.dataset import Dataset
     ds = Dataset.open(tmp_path / "ds")
     assert ds.label_vocabulary == ["class_0", "class_1"]
-    flat = [r.index for r in ds.records if r.source_format == "png"]
-    assert len(flat) == 1 and float(ds.images[flat[0]].max()) == 0.0  # no contrast: zeros, not NaN
+    # A constant image holds no picture: refused (it used to become a blank training image).
+    assert [r["reason"] for r in res.refusals] == ["degenerate image: every pixel has the same value (blank)"]
+    assert not [r for r in ds.records if r.source_format == "png"]
 
 
 def test_metadata_layouts_and_missing_columns(tmp_path):

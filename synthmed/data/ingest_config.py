@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from synthmed.config import StrictConfig
 
@@ -113,9 +113,28 @@ class IngestConfig(StrictConfig):
     filename_patient_pattern: str | None = Field(
         default=None, description="regex with one group taking the patient ID from a file stem "
                                   "(e.g. '^(\\d+)_\\d+$' for NIH); default: each file its own patient")
+    patient_from: list[Literal["metadata", "dicom", "filename", "folder"]] = Field(
+        default_factory=lambda: ["metadata", "dicom", "filename", "folder"],
+        description="where an image's patient comes from, an ordered preference (one name or a "
+                    "list): the first rule that names a patient wins; a file no rule names is "
+                    "its own patient, and the report says how many. metadata: the CSV row's "
+                    "patient ID; dicom: the DICOM header (always used for DICOM without a "
+                    "metadata patient: a header patient is never merged by folder); filename: "
+                    "filename_patient_pattern; folder: the patient folder, the first folder "
+                    "level under the source where files part ways (a folder holding one DICOM "
+                    "patient gives its other files that patient; one holding several refuses them)")
     exclude: list[str] = Field(default_factory=list,
                                description="glob patterns of relative paths to leave out")
     workers: int | None = Field(default=None, ge=1)
+
+    @field_validator("patient_from", mode="before")
+    @classmethod
+    def _one_rule(cls, value):
+        return [value] if isinstance(value, str) else value
+
+    def patient_rules(self) -> list[str]:
+        """`patient_from`, with 'dicom' in place for DICOM files (see the field)."""
+        return list(self.patient_from)
 
     @model_validator(mode="after")
     def _check(self) -> "IngestConfig":
@@ -131,6 +150,8 @@ class IngestConfig(StrictConfig):
         for name in ("nifti_modality", "raster_modality"):
             if not getattr(self, name).isupper():
                 raise ValueError(f"{name} must be a DICOM modality code such as CT, MR, DX")
+        if len(set(self.patient_from)) != len(self.patient_from):
+            raise ValueError(f"patient_from lists a rule twice (got {list(self.patient_from)})")
         if self.filename_patient_pattern is not None:
             import re
             try:

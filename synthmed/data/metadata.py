@@ -103,8 +103,11 @@ def read_metadata(path: str | Path, columns: MetadataColumns | None = None) -> M
     elif CANONICAL.file in header:
         cols, layout = CANONICAL, "canonical"
     else:
+        hint = ("; it looks semicolon-delimited, and synthmed reads comma-separated CSV"
+                if len(header) <= 1 and ";" in "".join(header) else "")
         raise InputError(f"{path}: metadata CSV has neither an '{NIH.file}' (NIH) nor a "
-                         f"'{CANONICAL.file}' (canonical) column; set metadata_columns in the config")
+                         f"'{CANONICAL.file}' (canonical) column{hint}; set metadata_columns in "
+                         "the config")
     required = [cols.file, cols.patient_id] if cols.patient_id else [cols.file]
     missing = [c for c in required if c not in header]
     if missing:
@@ -116,7 +119,8 @@ def read_metadata(path: str | Path, columns: MetadataColumns | None = None) -> M
 
     meta = Metadata(name=path.name, layout=layout, base=path.parent)
     names: dict[str, MetadataRow | None] = {}
-    for row in rows:
+    line_of: dict[str, int] = {}
+    for line, row in enumerate(rows, start=2):  # line 1 is the header
         ref = (row.get(cols.file) or "").strip().replace("\\", "/")
         if not ref:
             continue
@@ -128,7 +132,16 @@ def read_metadata(path: str | Path, columns: MetadataColumns | None = None) -> M
             age=parse_age(get(row, cols.age) or ""),
             sex=parse_sex(get(row, cols.sex) or ""),
         )
-        meta.by_path[ref[2:] if ref.startswith("./") else ref] = rec
+        ref = ref[2:] if ref.startswith("./") else ref
+        if ref in meta.by_path:
+            if meta.by_path[ref] != rec:
+                # Which row is right is unknown, and either could move a patient to another
+                # split: an error naming the rows (by number; their values stay out of it).
+                raise InputError(f"{path}: metadata CSV rows {line_of[ref]} and {line} describe "
+                                 "the same file with different values; keep one of them")
+            continue  # an identical repeat: the same facts, used once
+        line_of[ref] = line
+        meta.by_path[ref] = rec
         base = ref.rsplit("/", 1)[-1]
         # A base name shared by different rows cannot identify one image.
         names[base] = rec if base not in names or names[base] == rec else None

@@ -57,8 +57,9 @@ def load_npz(path: str | Path, deid, *, raw_prefix: str | None = None, modality:
             keys = list(npz.files)
             parts = _parts(keys)
             if not parts:
-                raise RefusedInput(path, "no '<part>_images' or 'images' array in the .npz "
-                                         f"(found: {', '.join(sorted(keys)) or 'nothing'})")
+                # Array names are the archive's own text: counted, never quoted.
+                raise RefusedInput(path, "no <part>_images or images array in the .npz "
+                                         f"({len(keys)} other array(s))")
             out: list[LoadedImage] = []
             for part in parts:
                 key = f"{part}_" if part else ""
@@ -72,7 +73,7 @@ def load_npz(path: str | Path, deid, *, raw_prefix: str | None = None, modality:
                     images = images[..., :3].astype(np.float32) @ np.array(
                         [0.299, 0.587, 0.114], dtype=np.float32)
                 if images.ndim not in (3, 4) or n == 0:
-                    raise RefusedInput(path, f"'{key}images' has shape {images.shape}; expected "
+                    raise RefusedInput(path, f"an images array has shape {images.shape}; expected "
                                              "(N, H, W) or (N, D, H, W)")
                 for i in range(n):
                     raw = (f"{prefix}/{patients[i]}" if patients is not None

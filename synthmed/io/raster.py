@@ -50,5 +50,5 @@ def _short(err: Exception) -> str:
     # Pillow messages are about the file structure ("image file is truncated"), never its content.
     if isinstance(err, OSError) and err.strerror:
         return err.strerror  # without the file name that str(err) would add
-    text = str(err).splitlines()[0] if str(err) else type(err).__name__
-    return text[:120]
+    # Whole first line (never cut); ingest's last-line scrub removes anything quoted.
+    return str(err).splitlines()[0] if str(err) else type(err).__name__

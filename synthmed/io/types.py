@@ -26,6 +26,11 @@ class RefusedInput(InputError):
         super().__init__(f"{path}: {reason}")
 
 
+class BrokenFile(RefusedInput):
+    """A refusal for damage to this one file (cut off, corrupt, unreadable), as opposed to one
+    about what a whole series is: a series reader may go on without the file."""
+
+
 @dataclass
 class LoadedImage:
     """One 2D image or 3D volume in physical units, ready for normalisation.
