@@ -229,7 +229,7 @@ def test_cli_prints_verdict_and_exit_codes(toy, capsys):
     out = capsys.readouterr().out
     assert "FAIL" in out and "no_hard_copies" in out
     with pytest.raises(SystemExit) as e:
-        main(args + ["--fail-on-fail"])
+        main(args + ["--fail-on-fail", "--overwrite"])
     assert e.value.code == 3
     with pytest.raises(SystemExit) as e:
         main(["audit", "--dataset", str(tmp / "nope"), "--synthetic", str(cohort), "--out", str(tmp / "b")])

@@ -49,6 +49,9 @@ def toy2d(tmp_path_factory) -> Path:
     images = np.array(ds.images)
     images[ds.indices("holdout")] = np.nan
     save_npy(root / "images.npy", images)
+    from synthmed.io import folders
+
+    folders.stamp(root, "dataset")  # deliberately re-stamped: the poison is the test's own edit
     return root
 
 

@@ -258,6 +258,13 @@ def prepare_output(path: str | Path, kind: str, overwrite: bool = False) -> Path
                          "(nothing in it was changed)")
     if not overwrite:
         raise InputError(f"{path}: already holds a synthmed {kind}; pass --overwrite to replace it")
+    # Replacing deletes the old folder: only when it holds exactly what synthmed wrote, so a
+    # file a user put in it (notes, a trained run) is never deleted.
+    try:
+        verify(path, kind)
+    except InputError as err:
+        raise InputError(f"{path}: not replaced, it is no longer as synthmed wrote it ({err}); "
+                         "move what you added elsewhere, or choose another --out") from None
     return path
 
 
@@ -390,6 +397,17 @@ def staged_output(path: str | Path, kind: str, overwrite: bool = False,
             raise
 
 
+@contextlib.contextmanager
+def amend(root: str | Path, kind: str) -> Iterator[Path]:
+    """Add derived files to a finished folder (a dataset's contact sheet): under the lock, the
+    folder is verified first (a hand edit is never blessed), then re-stamped with what was added."""
+    root = Path(root)
+    with writer_lock(root):
+        before = verify(root, kind)
+        yield root
+        stamp(root, kind, history=before.history)
+
+
 def describe(info: FolderInfo) -> list[str]:
     """Lines for `synthmed verify`: what the folder is."""
     total = sum(int(f["bytes"]) for f in info.files.values())
@@ -402,6 +420,6 @@ def describe(info: FolderInfo) -> list[str]:
     return lines
 
 
-__all__ = ["MARKER", "KINDS", "FolderInfo", "verify", "stamp", "restamp", "read_marker",
+__all__ = ["MARKER", "KINDS", "FolderInfo", "verify", "stamp", "amend", "restamp", "read_marker",
            "kind_of", "prepare_output", "staged_output", "writer_lock", "commit_folder",
            "file_digests", "combined_digest", "describe"]
