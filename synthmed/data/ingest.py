@@ -83,6 +83,9 @@ def _safe_suffix(path: Path) -> str:
 
 def file_ref(key: bytes, path: str | Path) -> str:
     """Keyed, non-reversible name for an input file: 'F-' + 12 hex + known suffix."""
+    # named by its final path: an input inside a folder still being staged (the demo's phantoms)
+    # gets the same reference on every run
+    path = folders.final_path(path)
     digest = hmac.new(key, b"synthmed-file/" + os.fsencode(str(path)), hashlib.sha256).hexdigest()
     return f"F-{digest[:12]}{_safe_suffix(Path(path))}"
 
@@ -892,7 +895,7 @@ def _write_outputs(out: Path, final: Path, tmp_images: Path, rows: list[dict[str
         "metadata": meta_info,
         "warnings": warnings,
         "intensity_before_normalisation": intensity,
-        "deid": {"profile": deid.profile_description(), "key_path": str(key_file)},
+        "deid": {"profile": deid.profile_description(), "key_path": str(folders.final_path(key_file))},
         "splits": splits,
         "config": config.model_dump(mode="json"),
         "packages": info["provenance"]["packages"],

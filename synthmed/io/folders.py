@@ -33,6 +33,7 @@ import errno
 import hashlib
 import json
 import os
+import re
 import secrets
 import shutil
 from dataclasses import dataclass, field
@@ -408,6 +409,17 @@ def amend(root: str | Path, kind: str) -> Iterator[Path]:
         stamp(root, kind, history=before.history)
 
 
+_STAGING_PART = re.compile(r"^\.(.+)\.staging-\d+-[0-9a-f]{8}$")
+
+
+def final_path(path: str | Path) -> Path:
+    """`path` as it will be once the staging folders it lies in are moved into place: what a
+    record may name (a staging name is random and gone after the commit)."""
+    parts = [(_STAGING_PART.match(part).group(1) if _STAGING_PART.match(part) else part)
+             for part in Path(path).parts]
+    return Path(*parts) if parts else Path(path)
+
+
 def describe(info: FolderInfo) -> list[str]:
     """Lines for `synthmed verify`: what the folder is."""
     total = sum(int(f["bytes"]) for f in info.files.values())
@@ -422,4 +434,4 @@ def describe(info: FolderInfo) -> list[str]:
 
 __all__ = ["MARKER", "KINDS", "FolderInfo", "verify", "stamp", "amend", "restamp", "read_marker",
            "kind_of", "prepare_output", "staged_output", "writer_lock", "commit_folder",
-           "file_digests", "combined_digest", "describe"]
+           "file_digests", "combined_digest", "describe", "final_path"]
