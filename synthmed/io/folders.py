@@ -237,9 +237,13 @@ def _enclosing_kind(path: Path) -> tuple[Path, str] | None:
     return None
 
 
-def prepare_output(path: str | Path, kind: str, overwrite: bool = False) -> Path:
+def prepare_output(path: str | Path, kind: str, overwrite: bool = False,
+                   grows_in_place: bool = False) -> Path:
     """Refuse, before any work, an output `path` that is not a new path, an empty folder or (with
-    `overwrite`) a folder of the same `kind`; and any path inside a sealed synthmed folder."""
+    `overwrite`) a folder of the same `kind`; and any path inside a sealed synthmed folder.
+
+    `grows_in_place` (a training run, which resumes into its own folder): a folder of the same
+    kind is accepted as it is; the writer decides whether to resume it."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise InputError(f"{path}: --out names an existing file; it must be a folder (new or "
@@ -257,6 +261,8 @@ def prepare_output(path: str | Path, kind: str, overwrite: bool = False) -> Path
     if existing != kind:
         raise InputError(f"{path}: holds a synthmed {existing}, not a {kind}; choose another --out "
                          "(nothing in it was changed)")
+    if grows_in_place:
+        return path
     if not overwrite:
         raise InputError(f"{path}: already holds a synthmed {kind}; pass --overwrite to replace it")
     # Replacing deletes the old folder: only when it holds exactly what synthmed wrote, so a

@@ -134,6 +134,8 @@ def load(run: str | Path, device: str = "auto") -> DiffusionModel:
         run = run.parent
     if not run.is_dir():
         raise InputError(f"{run}: run folder does not exist")
+    from synthmed.io import folders
+
     info = read_json(run / "model.json", "model description (model.json)")
     if info.get("schema") != MODEL_SCHEMA:
         raise CheckpointError(f"{run / 'model.json'}: not a synthmed model (schema {info.get('schema')!r})")
@@ -146,8 +148,11 @@ def load(run: str | Path, device: str = "auto") -> DiffusionModel:
             info[key]
     except KeyError as err:
         raise CheckpointError(f"{run / 'model.json'}: missing entry {err}") from None
+    # Every file as the run's last commit left it (a run killed mid-checkpoint is refused
+    # until --resume commits it again); the weights' hash is the one computed here.
+    folder = folders.verify(run, "run")
     weights = run / "model.safetensors"
-    model_hash = sha256_file(weights) if weights.is_file() else ""
+    model_hash = folder.sha256("model.safetensors") if "model.safetensors" in folder.files else ""
     if info.get("model_sha256") and model_hash != info["model_sha256"]:
         raise CheckpointError(f"{weights}: weights do not match model.json (sha256 differs); "
                               "the file is corrupt or was replaced")
