@@ -83,6 +83,7 @@ def test_resume_with_fewer_steps_than_the_checkpoint_is_refused(tiny, capsys):
     (["phantoms", "OUT", "--patients", "2", "--size", "0"], "--size: must be at least 1"),
     (["demo", "--out", "OUT", "--patients", "0"], "--patients: must be at least 1"),
     (["inspect", "DS", "--seed", "-1"], "--seed: must be at least 0"),
+    (["ingest", "DS", "--out", "OUT", "--workers", "0"], "--workers: must be at least 1"),
 ])
 def test_numbers_are_checked_before_any_work(tmp_path, capsys, args, expect):
     # RUN / DS / C do not exist: the number is refused before any of them is opened

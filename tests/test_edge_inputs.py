@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from helpers_dataset import make_toy_dataset
 from helpers_nih import toy_dataset, write_plain_cohort
@@ -34,26 +35,45 @@ def _cli_error(capsys, args: list[str]) -> str:
     return err
 
 
+ROOT = Path(__file__).resolve().parents[1]
+
+
 @pytest.fixture
 def toy(tmp_path):
-    ds = toy_dataset(tmp_path / "ds", n_patients=40)
+    # big enough to be audited (21 holdout patients): without the checks the audit runs to a verdict
+    ds = toy_dataset(tmp_path / "ds", n_patients=84)
     images = np.asarray(Dataset.open(ds).images)
+    # the public profile's rules with cheaper measurement knobs (as tests/test_audit_run.py)
+    profile = yaml.safe_load((ROOT / "configs" / "audit-public.yaml").read_text())
+    profile["n_bootstrap"] = 200
+    profile["embedding"]["steps"] = 10
+    profile["memorisation"]["aligned"] = False
+    (tmp_path / "profile.yaml").write_text(yaml.safe_dump(profile))
     return tmp_path, ds, images
 
 
 def _audit_args(tmp: Path, ds: Path, cohort: Path) -> list[str]:
-    return ["audit", "--dataset", str(ds), "--synthetic", str(cohort), "--out", str(tmp / "audit")]
+    return ["audit", "--dataset", str(ds), "--synthetic", str(cohort), "--out", str(tmp / "audit"),
+            "--profile", str(tmp / "profile.yaml")]
 
 
 # -- values -----------------------------------------------------------------------------------
 
-def test_cohort_scaled_by_1000_is_refused_by_open_and_by_audit(toy, capsys):
-    tmp, ds, images = toy
+def _x1000(tmp: Path, ds: Path, images: np.ndarray) -> Path:
     train = images[Dataset.open(ds).indices("train")]
-    cohort = write_plain_cohort(tmp / "x1000", train[:30] * 1000)
+    return write_plain_cohort(tmp / "x1000", train[:30] * 1000)
+
+
+def test_cohort_scaled_by_1000_is_refused_by_open(toy):
+    tmp, ds, images = toy
     with pytest.raises(InputError, match=r"images\.npy: image 0 has values .*outside"):
-        Cohort.open(cohort)
-    err = _cli_error(capsys, _audit_args(tmp, ds, cohort))
+        Cohort.open(_x1000(tmp, ds, images))
+
+
+def test_cohort_scaled_by_1000_is_refused_by_audit(toy, capsys):
+    # (before: the audit ran on it, and copies of training images scaled by 1000 passed)
+    tmp, ds, images = toy
+    err = _cli_error(capsys, _audit_args(tmp, ds, _x1000(tmp, ds, images)))
     assert "x1000" in err and "outside the normalised range [0, 1]" in err
     assert not (tmp / "audit" / "audit.json").exists()
 
@@ -219,3 +239,16 @@ def test_json_is_written_without_nan(tmp_path):
         write_json(tmp_path / "x.json", {"v": np.float32("inf")})
     write_json(tmp_path / "y.json", {"auc": float("nan"), "n": 3}, nan_as_null=True)
     assert json.loads((tmp_path / "y.json").read_text()) == {"auc": None, "n": 3}
+
+
+@pytest.mark.parametrize("bad", [np.nan, 1000.0])
+def test_training_refuses_bad_train_pixels_without_reading_the_holdout(tmp_path, capsys, bad):
+    ds = make_toy_dataset(tmp_path / "d", n_patients=6)
+    d = Dataset.open(ds)
+    images = np.asarray(d.images).copy()
+    k = int(d.indices("train")[3])
+    images[k] *= bad
+    images[d.indices("holdout")] = np.nan  # never read by training, so never complained about
+    save_npy(ds / "images.npy", images)
+    err = _cli_error(capsys, ["train", str(ds), "--out", str(tmp_path / "run"), "--steps", "1"])
+    assert f"images.npy: image {k} " in err

@@ -73,3 +73,21 @@ def test_both_training_stages_and_sampling_log_progress(logging_on, tmp_path, ca
         assert lines and lines[-1].endswith("done") and f"{total}/{total} (100%)" in lines[-1], (name, err)
         assert any(" eta " in line for line in lines), name
     assert re.search(r" loss \d", _lines(err, "autoencoder")[-1])  # the stage's L1, by name
+
+
+def test_audit_logs_its_stages(logging_on, tmp_path, capsys):
+    import numpy as np
+
+    from helpers_nih import toy_dataset, write_plain_cohort
+    from synthmed.audit import run_audit
+    from synthmed.data.dataset import Dataset
+    from test_audit_run import public_profile
+
+    ds = toy_dataset(tmp_path / "ds", n_patients=84)
+    d = Dataset.open(ds)
+    cohort = write_plain_cohort(tmp_path / "c", np.asarray(d.images[d.indices("reference")]))
+    run_audit(ds, cohort, public_profile(embedding={"steps": 5, "batch_size": 32}), tmp_path / "a", seed=0)
+    err = capsys.readouterr().err
+    assert "synthmed: training the contrastive encoder on the train split: done in" in err
+    lines = _lines(err, "membership attacks") + _lines(err, "aligned copy search (registration)")
+    assert lines and lines[-1].endswith("done") and "(100%)" in lines[-1], err

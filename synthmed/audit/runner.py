@@ -29,7 +29,7 @@ from synthmed.data.dataset import Dataset
 from synthmed.data.values import intensity_range
 from synthmed.errors import InputError
 from synthmed.io.atomic import write_json
-from synthmed.progress import console, progress_enabled
+from synthmed.progress import console, progress_enabled, progress_logging
 from synthmed.provenance import hash_id_list, provenance
 
 AUDIT_SCHEMA = "synthmed.audit/1"
@@ -425,6 +425,15 @@ def _status(text: str, fn):
     if progress_enabled():
         with console.status(text):
             return fn()
+    if progress_logging():  # a batch job's log: say what runs and how long it took
+        import sys
+        import time
+
+        print(f"synthmed: {text}: started", file=sys.stderr, flush=True)
+        t0 = time.perf_counter()
+        out = fn()
+        print(f"synthmed: {text}: done in {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
+        return out
     return fn()
 
 

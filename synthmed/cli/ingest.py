@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from synthmed.cli.app import app
-from synthmed.cli.options import check_out_folder
+from synthmed.cli.options import check_int, check_out_folder
 
 
 @app.command("ingest")
@@ -20,7 +20,7 @@ def ingest_command(
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="ingest config YAML (configs/ingest-*.yaml)"),
     metadata: Optional[Path] = typer.Option(None, "--metadata", "-m", help="CSV with patient ID, labels, age, sex per file (NIH or file,patient_id,labels,age,sex)"),
     key: Optional[Path] = typer.Option(None, "--key", help="de-identification key file (default: created once in ~/.config/synthmed/deid.key)"),
-    workers: Optional[int] = typer.Option(None, "--workers", "-w", min=1, help="reader processes (default: min(2, CPUs))"),
+    workers: Optional[int] = typer.Option(None, "--workers", "-w", help="reader processes (default: min(2, CPUs))"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace the dataset already in --out (only a synthmed dataset is ever replaced)"),
     show_paths: bool = typer.Option(False, "--show-paths", help="name refused files by their real path on the console (paths may carry patient identifiers; they are never written to files)"),
 ) -> None:
@@ -32,6 +32,7 @@ def ingest_command(
     from synthmed.io.folders import prepare_output
 
     prepare_output(check_out_folder(out), "dataset", overwrite)
+    check_int(workers, "--workers", 1)
     cfg = load_config(config, IngestConfig)
     result = ingest(sources, out, cfg, metadata_csv=metadata, key_path=key, workers=workers,
                     show_paths=show_paths, overwrite=overwrite)

@@ -14,7 +14,6 @@ synthetic patient.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any

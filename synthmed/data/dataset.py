@@ -15,7 +15,6 @@ refused, and `fingerprint()` is computed from the bytes read, never copied from 
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,8 +68,9 @@ class Dataset:
         """Open a dataset folder; every file is checked and any problem is one line naming it.
 
         The images are checked to be finite and inside the range dataset.json records (one
-        chunked min/max pass over the memory map); `check_values=False` skips that for callers
-        that only read the manifest.
+        chunked min/max pass over the memory map); `check_values=False` leaves that to callers
+        that check the rows they read (training reads only the train split, and never touches
+        the holdout's pixels).
         """
         root = Path(path)
         for name in ("images.npy", "manifest.csv", "dataset.json"):

@@ -39,9 +39,10 @@ def intensity_range(info: dict[str, Any]) -> tuple[float, float]:
 
 
 def check_values(images: np.ndarray, source: str | Path, value_range: tuple[float, float] = DEFAULT_RANGE,
-                 chunk_bytes: int = 64 << 20) -> None:
+                 chunk_bytes: int = 64 << 20, index: np.ndarray | None = None) -> None:
     """Raise InputError naming `source` and the first bad image if any value is NaN, infinite or
-    outside `value_range` (inclusive)."""
+    outside `value_range` (inclusive). `index[i]` is image i's number in `source` when `images`
+    is a selection of its rows."""
     lo, hi = value_range
     n = int(images.shape[0]) if images.ndim else 0
     if n == 0:
@@ -58,13 +59,17 @@ def check_values(images: np.ndarray, source: str | Path, value_range: tuple[floa
         if bad_finite.any():
             i = int(np.argmax(bad_finite))
             what = "NaN" if np.isnan(flat[i]).any() else "infinite"
-            raise InputError(f"{source}: image {start + i} holds {what} values; images must be "
+            raise InputError(f"{source}: image {_number(start + i, index)} holds {what} values; images must be "
                              f"finite and in [{lo:g}, {hi:g}]")
         i = int(np.argmax((flat.min(axis=1) < lo) | (flat.max(axis=1) > hi)))
-        raise InputError(f"{source}: image {start + i} has values in [{float(flat[i].min()):.4g}, "
+        raise InputError(f"{source}: image {_number(start + i, index)} has values in [{float(flat[i].min()):.4g}, "
                          f"{float(flat[i].max()):.4g}], outside the normalised range [{lo:g}, {hi:g}]; "
                          "synthmed refuses such images rather than rescale them (normalise them as "
                          "the dataset was)")
+
+
+def _number(i: int, index: np.ndarray | None) -> int:
+    return int(index[i]) if index is not None else i
 
 
 def check_shape(images: np.ndarray, source: str | Path, spatial_dims: int | None = None,

@@ -234,7 +234,8 @@ class LabelClassifier:
         from safetensors.torch import save_file
 
         path = Path(path)
-        meta = {"format": _FORMAT, "spec": json.dumps(asdict(self.spec), sort_keys=True)}
+        meta = {"format": _FORMAT,
+                "spec": json.dumps(asdict(self.spec), sort_keys=True, allow_nan=False)}
         state = {k: v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()}
         with atomic_path(path) as tmp:
             save_file(state, str(tmp), metadata=meta)
