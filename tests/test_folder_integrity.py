@@ -379,3 +379,19 @@ def test_verify_says_what_a_folder_is(tmp_path, capsys):
     (ds / "images.npy").write_bytes((ds / "images.npy").read_bytes()[:-4] + b"\0\0\0\1")
     code, _, err = _cli(capsys, ["verify", ds])
     assert code == 2 and "images.npy" in err
+
+
+def test_a_run_is_typed_too(tmp_path):
+    from synthmed.models import load, train
+    from test_models import tiny_config
+
+    ds = make_toy_dataset(tmp_path / "ds", n_patients=6, images_per_patient=2, shape=(8, 8), seed=4)
+    before = _tree(ds)
+    with pytest.raises(InputError, match="holds a synthmed dataset, not a run"):
+        train(ds, tiny_config(steps=1, batch_size=4), ds)
+    assert _tree(ds) == before
+    run = train(ds, tiny_config(steps=1, batch_size=4), tmp_path / "run")
+    assert folders.verify(run, "run")
+    (run / "losses.csv").write_text("step,loss\n")  # any change since the last commit
+    with pytest.raises(InputError, match=r"losses\.csv: changed since synthmed wrote it"):
+        load(run)

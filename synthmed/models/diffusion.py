@@ -148,11 +148,8 @@ def load(run: str | Path, device: str = "auto") -> DiffusionModel:
             info[key]
     except KeyError as err:
         raise CheckpointError(f"{run / 'model.json'}: missing entry {err}") from None
-    # Every file as the run's last commit left it (a run killed mid-checkpoint is refused
-    # until --resume commits it again); the weights' hash is the one computed here.
-    folder = folders.verify(run, "run")
     weights = run / "model.safetensors"
-    model_hash = folder.sha256("model.safetensors") if "model.safetensors" in folder.files else ""
+    model_hash = sha256_file(weights) if weights.is_file() else ""
     if info.get("model_sha256") and model_hash != info["model_sha256"]:
         raise CheckpointError(f"{weights}: weights do not match model.json (sha256 differs); "
                               "the file is corrupt or was replaced")
@@ -163,4 +160,7 @@ def load(run: str | Path, device: str = "auto") -> DiffusionModel:
     if info.get("latent", {}).get("enabled"):
         ae = build_autoencoder(int(info["spatial_dims"]), config.latent)
         load_module_state(ae, tensors, "ae", weights)
+    # Last (a broken file has its own message above): every file as the run's last commit left
+    # it; a run killed mid-checkpoint is refused until `--resume` commits it again.
+    folders.verify(run, "run")
     return DiffusionModel(net, config, info, ae, model_hash, pick_device(device))
