@@ -163,3 +163,16 @@ def test_restamp_records_the_change(tmp_path):
     assert again.history[-1]["new_fingerprint"] == new.fingerprint
     assert again.history[-1]["reason"] == "fixed a typo"
     assert json.loads((tmp_path / "c" / folders.MARKER).read_text())["kind"] == "cohort"
+
+
+def test_quick_verify_trusts_size_and_mtime_only(tmp_path):
+    _make(tmp_path / "c")
+    f = tmp_path / "c" / "a.txt"
+    st = f.stat()
+    f.write_text("TWO")  # same size, new content, new mtime: caught even by the quick check
+    with pytest.raises(InputError, match="a.txt: changed"):
+        folders.verify(tmp_path / "c", quick=True)
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))  # made to look untouched on purpose
+    folders.verify(tmp_path / "c", quick=True)  # what quick cannot see (documented) ...
+    with pytest.raises(InputError, match="a.txt: changed"):
+        folders.verify(tmp_path / "c")  # ... the full check, which certifying readers use, does

@@ -26,6 +26,7 @@ def demo(
     """Make virtual patients, ingest them, train, generate a cohort and audit it, on a laptop CPU."""
     from synthmed.demo import run_demo
 
+    from synthmed.io import folders
     from synthmed.io.folders import prepare_output
 
     check_int(patients, "--patients", 1)
@@ -36,7 +37,9 @@ def demo(
     console = Console()
 
     def show(name: str, value: Any) -> None:
-        console.print(f"[bold green]✓[/] {name}: {_describe(name, value)}")
+        # the stages run in the demo's staging folder; name the paths they will have
+        text = folders.final_text(_describe(name, value))
+        console.print(f"[bold green]✓[/] {name}: {text}")
 
     run_demo(out, patients=patients, seed=seed, train=train, on_stage=show, overwrite=fresh)
     console.print(f"\nAll outputs are in {out}/ (open {out}/audit/report.html for the privacy audit)"

@@ -64,13 +64,16 @@ class Dataset:
     folder: "folders.FolderInfo | None" = None
 
     @classmethod
-    def open(cls, path: str | Path, check_values: bool = True) -> "Dataset":
+    def open(cls, path: str | Path, check_values: bool = True,
+             quick_verify: bool = False) -> "Dataset":
         """Open a dataset folder; every file is checked and any problem is one line naming it.
 
         The images are checked to be finite and inside the range dataset.json records (one
         chunked min/max pass over the memory map); `check_values=False` leaves that to callers
         that check the rows they read (training reads only the train split, and never touches
-        the holdout's pixels).
+        the holdout's pixels). The folder's marker is checked against every file's sha256;
+        `quick_verify` (for readers that certify nothing, `inspect`) skips hashing files whose size
+        and mtime are the marker's (synthmed/io/folders.py `verify`).
         """
         root = Path(path)
         for name in ("images.npy", "manifest.csv", "dataset.json"):
@@ -94,7 +97,7 @@ class Dataset:
             values.check_values(images, root / "images.npy", value_range)
         # Last, so that a broken file gets its own message above; any other change since the
         # dataset was written (an edited manifest above all) is refused here.
-        folder = folders.verify(root, "dataset")
+        folder = folders.verify(root, "dataset", quick=quick_verify)
         return cls(root=root, info=info, records=records, images=images, folder=folder)
 
     def __len__(self) -> int:

@@ -91,10 +91,14 @@ def _listing(root: Path) -> list[str]:
     return sorted(names)
 
 
+def _digest(path: Path) -> dict[str, Any]:
+    st = path.stat()
+    return {"sha256": _sha256_file(path), "bytes": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
 def file_digests(root: str | Path) -> dict[str, dict[str, Any]]:
     root = Path(root)
-    return {rel: {"sha256": _sha256_file(root / rel), "bytes": (root / rel).stat().st_size}
-            for rel in _listing(root)}
+    return {rel: _digest(root / rel) for rel in _listing(root)}
 
 
 def combined_digest(files: dict[str, dict[str, Any]]) -> str:
@@ -175,10 +179,16 @@ def _guess_kind(root: Path) -> str | None:
     return None
 
 
-def verify(root: str | Path, kind: str | tuple[str, ...] | None = None) -> FolderInfo:
+def verify(root: str | Path, kind: str | tuple[str, ...] | None = None,
+           quick: bool = False) -> FolderInfo:
     """Check `root`'s marker against its files; any difference is one InputError line.
 
     `kind` (one or several) is what the caller expects; a folder of another kind is refused.
+    `quick`: a file whose size and modification time (ns) are still those the marker recorded is
+    taken as unchanged without hashing it. That catches every accidental change (an edit, a copy
+    over it, a crash) but not one made on purpose to look untouched (`touch -r`), so only readers
+    that certify nothing use it (`inspect`); audits, training, sampling, evaluation and
+    `synthmed verify` hash every byte and certify what they hashed.
     """
     root = Path(root)
     kinds = (kind,) if isinstance(kind, str) else kind
@@ -209,8 +219,14 @@ def verify(root: str | Path, kind: str | tuple[str, ...] | None = None) -> Folde
                          "remove it or write the folder again")
     files = {}
     for rel in sorted(recorded):
-        digest = {"sha256": _sha256_file(root / rel), "bytes": (root / rel).stat().st_size}
-        if digest["sha256"] != recorded[rel].get("sha256"):
+        want = recorded[rel]
+        if quick:
+            st = (root / rel).stat()
+            if st.st_size == want.get("bytes") and st.st_mtime_ns == want.get("mtime_ns"):
+                files[rel] = dict(want)
+                continue
+        digest = _digest(root / rel)
+        if digest["sha256"] != want.get("sha256"):
             raise InputError(f"{root / rel}: changed since synthmed wrote it (sha256 differs from "
                              f"the folder's marker); write it again, or check the change and run "
                              f"`synthmed verify --restamp {root} --reason ...`")
@@ -424,6 +440,11 @@ def final_path(path: str | Path) -> Path:
     parts = [(_STAGING_PART.match(part).group(1) if _STAGING_PART.match(part) else part)
              for part in Path(path).parts]
     return Path(*parts) if parts else Path(path)
+
+
+def final_text(text: str) -> str:
+    """`text` with every staging folder name replaced by its target's (for console messages)."""
+    return re.sub(r"\.([^/\s]+)\.staging-\d+-[0-9a-f]{8}", r"\1", text)
 
 
 def describe(info: FolderInfo) -> list[str]:
