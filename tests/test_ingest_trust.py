@@ -155,6 +155,24 @@ def test_series_losing_a_slice_3d_refused_as_incomplete_naming_it(tmp_path, key,
         assert f["status"] == "refused" and file_ref(KEY, bad) in f["reason"]
 
 
+def test_series_with_a_missing_slice_refused_in_3d_kept_in_2d(tmp_path, key):
+    """A slice file that is not there at all shows as a jump in slice positions."""
+    src = tmp_path / "src"
+    files = [write_ct_slice(src / "gap" / f"g{i}.dcm", z=2.0 * i, series=12, instance=i + 1)
+             for i in range(6) if i != 3]
+    full = [write_ct_slice(src / "full" / f"f{i}.dcm", z=2.0 * i, series=13, instance=i + 1)
+            for i in range(5)]
+    out = tmp_path / "ds3"
+    res = ingest([src], out, IngestConfig(spatial_dims=3, shape=(4, 16, 16)), key_path=key, workers=1)
+    assert res.images == 1
+    (entry,) = _report(out)["refusals"]
+    assert entry["file"] == file_ref(KEY, files[0]) and entry["files"] == 5
+    assert "series incomplete" in entry["reason"] and "1 slice(s) missing" in entry["reason"]
+    _accounted(_report(out), [*files, *full])
+    res = ingest([src], tmp_path / "ds2", IngestConfig(slices="all"), key_path=key, workers=1)
+    assert res.images == 10 and res.refused == 0
+
+
 def test_nothing_usable_counts_every_file(tmp_path, key):
     good, bad = _series_with_truncated_slice(tmp_path / "src")
     (tmp_path / "src" / "broken.dcm").write_bytes(b"")

@@ -18,7 +18,7 @@ def ingest_command(
     sources: list[Path] = typer.Argument(..., help="files or folders of DICOM, NIfTI, PNG/JPEG or .npz"),
     out: Path = typer.Option(..., "--out", "-o", help="dataset folder to write"),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="ingest config YAML (configs/ingest-*.yaml)"),
-    metadata: Optional[Path] = typer.Option(None, "--metadata", "-m", help="CSV with patient ID, labels, age, sex per file (NIH or file,patient_id,labels,age,sex)"),
+    metadata: Optional[Path] = typer.Option(None, "--metadata", "-m", help="CSV with patient ID, labels, age, sex per file (NIH or file,patient_id,labels,age,sex); given but unusable is an error"),
     key: Optional[Path] = typer.Option(None, "--key", help="de-identification key file (default: created once in ~/.config/synthmed/deid.key)"),
     workers: Optional[int] = typer.Option(None, "--workers", "-w", help="reader processes (default: min(2, CPUs))"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace the dataset already in --out (only a synthmed dataset is ever replaced)"),

@@ -2,12 +2,16 @@
 
 The pipeline is a short loop:
 
-1. discover input files (recursive, sorted); the suffix picks the reader, documents and tables
-   (.csv, .json, .txt, ...) are skipped and counted, DICOM files are grouped into series;
-2. read + normalise + resize each file or series in a process pool (results kept in input
-   order, so the output does not depend on the number of workers);
-3. stream images into `images.npy` (the dataset may be larger than memory);
-4. split by patient, then write `manifest.csv`, `dataset.json` and `ingest_report.json`.
+1. discover input files (recursive, sorted, each real file once: links and link loops are
+   resolved); the reader registry (`synthmed.io.readers`) picks the reader, documents and
+   tables (.csv, .json, .txt, ...) are skipped, DICOM files are grouped into series, and every
+   task gets its patient by the `patient_from` rules;
+2. read, check (`synthmed.data.checks`), normalise and resize each file or series in a process
+   pool (results kept in input order, so the output does not depend on the number of workers);
+3. stream images into `images.npy` (the dataset may be larger than memory); an image whose
+   pixels equal an earlier one's is kept once for one patient and refused for two;
+4. split by patient, then write `manifest.csv`, `dataset.json` and `ingest_report.json`, which
+   lists every input file once (kept, refused or skipped, with the reason).
 
 Privacy: readers pseudonymise every identifier with the user's key before it reaches this
 module. File names can themselves identify (NIH stems encode patient IDs, DICOM files are named
@@ -25,6 +29,7 @@ import hmac
 import multiprocessing
 import os
 import re
+import stat
 from collections import Counter, deque
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -90,7 +95,7 @@ def file_ref(key: bytes, path: str | Path) -> str:
     return f"F-{digest[:12]}{_safe_suffix(Path(path))}"
 
 
-def _walk(root: Path, seen_dirs: set[str], seen_files: set[str],
+def _walk(root: Path, seen_dirs: set, seen_files: set,
           loops: list[Path]) -> Iterator[tuple[Path, str | None]]:
     """(path, skip reason or None) for files under `root`, sorted, hidden names skipped.
 
@@ -99,17 +104,18 @@ def _walk(root: Path, seen_dirs: set[str], seen_files: set[str],
     second path to a file already listed is skipped with a reason, so that one image can never
     become several "patients". Broken links are listed (and refused as unreadable).
     """
-    if not root.is_dir():
-        yield root, _seen_file(root, seen_files)
+    st = _stat(root)
+    if st is None or not stat.S_ISDIR(st.st_mode):
+        yield root, _seen_file(st, seen_files)
         return
-    seen_dirs.add(os.path.realpath(root))
+    seen_dirs.add((st.st_dev, st.st_ino))
     entries = sorted(root.iterdir(), key=lambda p: p.name)
     for entry in entries:
         if entry.name.startswith("."):
             continue
-        if entry.is_dir():
-            real = os.path.realpath(entry)
-            if real in seen_dirs:
+        st = _stat(entry)  # one stat per entry (follows links): its kind and its identity
+        if st is not None and stat.S_ISDIR(st.st_mode):
+            if (st.st_dev, st.st_ino) in seen_dirs:
                 loops.append(entry)
                 continue
             inner = list(_walk(entry, seen_dirs, seen_files, loops))
@@ -118,16 +124,24 @@ def _walk(root: Path, seen_dirs: set[str], seen_files: set[str],
                 yield entry, None
             yield from inner
         else:
-            yield entry, _seen_file(entry, seen_files)
+            yield entry, _seen_file(st, seen_files)
 
 
-def _seen_file(path: Path, seen_files: set[str]) -> str | None:
-    if not path.exists():
-        return None  # a broken link: refused later as unreadable
-    real = os.path.realpath(path)
-    if real in seen_files:
+def _stat(path: Path) -> os.stat_result | None:
+    try:
+        return os.stat(path)
+    except OSError:
+        return None  # a broken link (refused later as unreadable) or a file gone meanwhile
+
+
+def _seen_file(st: os.stat_result | None, seen_files: set) -> str | None:
+    """A skip reason when (device, inode) was listed already: a symbolic or hard link."""
+    if st is None:
+        return None
+    ident = (st.st_dev, st.st_ino)
+    if ident in seen_files:
         return "the same file as another input path (a link): read once"
-    seen_files.add(real)
+    seen_files.add(ident)
     return None
 
 
@@ -187,8 +201,8 @@ def discover(sources: list[Path], config: IngestConfig, metadata: Metadata | Non
     refusals: list[tuple[Path, str]] = []
     skipped: list[tuple[Path, str]] = []
     files: list[Path] = []
-    seen_dirs: set[str] = set()
-    seen_files: set[str] = set()
+    seen_dirs: set = set()
+    seen_files: set = set()
     loops: list[Path] = []
     candidates: list[_Candidate] = []
     for si, src in enumerate(sources):
@@ -309,9 +323,10 @@ class _Outcome:
     dropped: list[tuple[Path, str]] = field(default_factory=list)  # members refused, rest kept
 
 
-# Images up to this many pixels are fingerprinted whole (exact); a larger volume by this many
-# evenly strided voxels plus its full sum, which two different scans never share in practice,
-# so that a 50 MB volume costs ~10 ms rather than ~120 ms of hashing.
+# Images up to this many pixels are fingerprinted whole (exact: every radiograph up to 1024 x
+# 1024); a larger volume by evenly spaced whole rows holding about this many voxels, which two
+# different scans never share in practice, so that a 50 MB MR volume costs ~3 ms of hashing
+# instead of ~120 ms (whole rows: a strided gather would still read every cache line).
 _FINGERPRINT_FULL = 1 << 20
 
 
@@ -319,13 +334,12 @@ def pixel_fingerprint(array: np.ndarray) -> bytes:
     """Keyless digest of an image's pixels and shape (it never leaves this process)."""
     arr = np.ascontiguousarray(array, dtype=np.float32)
     h = hashlib.sha1(repr(arr.shape).encode(), usedforsecurity=False)
-    flat = arr.reshape(-1)
-    if flat.size <= _FINGERPRINT_FULL:
-        h.update(memoryview(flat).cast("B"))
+    if arr.size <= _FINGERPRINT_FULL or arr.ndim < 2:
+        h.update(memoryview(arr.reshape(-1)).cast("B"))
     else:
-        step = -(-flat.size // _FINGERPRINT_FULL)
-        h.update(memoryview(np.ascontiguousarray(flat[::step])).cast("B"))
-        h.update(np.float64(flat.sum(dtype=np.float64)).tobytes())
+        rows = arr.reshape(-1, arr.shape[-1])
+        step = -(-rows.shape[0] * rows.shape[1] // _FINGERPRINT_FULL)
+        h.update(memoryview(np.ascontiguousarray(rows[::step])).cast("B"))
     return h.digest()
 
 
@@ -549,9 +563,13 @@ class _Ledger:
         self.key, self.show_paths = key, show_paths
         self.status: dict[Path, tuple[str, str]] = {f: ("", "") for f in files}
         self.refusals: list[dict[str, Any]] = []
+        self._refs: dict[Path, str] = {}
 
     def ref(self, path: Path) -> str:
-        return file_ref(self.key, path)
+        ref = self._refs.get(path)
+        if ref is None:
+            ref = self._refs[path] = file_ref(self.key, path)
+        return ref
 
     def set(self, path: Path, status: str, reason: str = "") -> None:
         if path not in self.status:  # a file a reader names that discovery did not list
@@ -777,7 +795,8 @@ def _ingest_into(stage: Path, out: Path, sources: list[Path], config: IngestConf
 
     try:
         result = _write_outputs(stage, out, tmp_images, rows, config, deid, key_file, found,
-                                ledger, meta_info, warnings, intensity)
+                                ledger, meta_info, warnings, intensity,
+                                [c.name for c in ctx.checks])
     finally:
         tmp_images.unlink(missing_ok=True)
     return result
@@ -822,7 +841,8 @@ def _patients_report(rows: list[dict[str, Any]], config: IngestConfig) -> dict[s
 
 def _write_outputs(out: Path, final: Path, tmp_images: Path, rows: list[dict[str, Any]],
                    config: IngestConfig, deid, key_file: Path, found: _Discovery, ledger: _Ledger,
-                   meta_info: dict, warnings: list[str], intensity: dict) -> IngestResult:
+                   meta_info: dict, warnings: list[str], intensity: dict,
+                   checks: list[str]) -> IngestResult:
     """Write the dataset files into `out` (the staging folder of the dataset `final`)."""
     patient_info = _patients_report(rows, config)
     own = patient_info["patients_by_rule"].get("file", 0)
@@ -849,6 +869,7 @@ def _write_outputs(out: Path, final: Path, tmp_images: Path, rows: list[dict[str
         raise SynthmedError(f"internal error: {n_found} input files but {n_kept} kept + "
                             f"{n_refused} refused + {n_skipped} skipped ({counts['']} unaccounted)")
     skipped_by_reason = Counter(why for st, why in ledger.status.values() if st == "skipped")
+    file_entries = ledger.entries()
 
     splits = {s: {"images": sum(1 for r in records if r.split == s),
                   "patients": len({r.patient for r in records if r.split == s})} for s in SPLITS}
@@ -884,14 +905,14 @@ def _write_outputs(out: Path, final: Path, tmp_images: Path, rows: list[dict[str
         "counts_note": "files_found = kept + refused + skipped; 'files' lists each input once",
         "skipped": dict(sorted(skipped_by_reason.items())),
         "refusals": ledger.refusals,
-        "files": ledger.entries(),
+        "files": file_entries,
         "refusal_file_names": "keyed",
         "refusal_file_names_note": ("input file names can identify patients (NIH stems, DICOM "
                                     "UIDs), so input files are named by a keyed hash of their "
                                     "path plus the suffix; the real paths of refused files were "
                                     "printed on the console of the run only (--show-paths)"),
         "patients": patient_info,
-        "checks": [c.name for c in build_checks(config)],
+        "checks": checks,
         "metadata": meta_info,
         "warnings": warnings,
         "intensity_before_normalisation": intensity,
@@ -910,7 +931,7 @@ def _write_outputs(out: Path, final: Path, tmp_images: Path, rows: list[dict[str
                         refused=n_refused, skipped=n_skipped,
                         images=len(records), patients=len(set(patients)), splits=splits,
                         refusals=ledger.refusals, warnings=warnings,
-                        files=ledger.entries())
+                        files=file_entries)
 
 
 def iter_outputs(out: Path) -> Iterable[Path]:

@@ -104,9 +104,13 @@ READERS: dict[str, Reader] = {}
 FALLBACK_READER = "dicom"
 
 
+_KNOWN: list[frozenset[str]] = []  # known_suffixes(), computed once per registry state
+
+
 def register_reader(cls: type[Reader]) -> type[Reader]:
     """Class decorator: make a reader findable by `reader_for` and `get_reader`."""
     READERS[cls.name] = cls()
+    _KNOWN.clear()
     return cls
 
 
@@ -127,7 +131,9 @@ def reader_for(path: Path) -> str | None:
 
 def known_suffixes() -> frozenset[str]:
     """Suffixes that are safe to show in a report (a known file type, not a possible name)."""
-    return frozenset(s for r in READERS.values() for s in r.suffixes) | SKIP_SUFFIXES
+    if not _KNOWN:
+        _KNOWN.append(frozenset(s for r in READERS.values() for s in r.suffixes) | SKIP_SUFFIXES)
+    return _KNOWN[0]
 
 
 @register_reader
@@ -182,7 +188,8 @@ class DicomReader(Reader):
         deid_cfg = options.config.deid
         allowed = frozenset(deid_cfg.allowed_modalities) if deid_cfg.allowed_modalities else None
         return dicom.load_series(task.series, deid, allow_burned_in=deid_cfg.allow_burned_in,
-                                 allowed_modalities=allowed, headers=options.dicom_headers)
+                                 allowed_modalities=allowed, headers=options.dicom_headers,
+                                 allow_gaps=options.config.spatial_dims == 2)
 
     def read_parts(self, task: ReadTask, deid,
                    options: ReadOptions) -> tuple[list[LoadedImage], list[RefusedInput]]:

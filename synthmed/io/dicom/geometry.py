@@ -63,6 +63,24 @@ def _split_volumes(proj: np.ndarray, order_keys: list[tuple], path: Path) -> lis
     return [vols[k] for k in range(repeats)]
 
 
+def _check_no_gap(sorted_proj: np.ndarray, path: Path) -> None:
+    """Refuse a volume whose slice positions jump: a slice file is missing (not in the input,
+    or refused at the scan), and stacking the rest would make anatomy that is not there.
+
+    A step more than 1.5 times the median step (and 0.1 mm more) is a gap; equal steps within
+    rounding, and a last slice at a slightly different step, are not. Needs 3 slices."""
+    if sorted_proj.size < 3:
+        return
+    steps = np.diff(sorted_proj)
+    median = float(np.median(steps))
+    worst = float(steps.max())
+    if median > 0 and worst > 1.5 * median + 0.1:
+        missing = int(round(worst / median)) - 1
+        raise RefusedInput(path, f"series incomplete: slice positions jump by {worst:.2f} mm where "
+                                 f"the series steps {median:.2f} mm (about {max(missing, 1)} "
+                                 "slice(s) missing); a 3D volume needs every slice")
+
+
 def _z_spacing(sorted_proj: np.ndarray, ds: Dataset) -> float:
     if sorted_proj.size > 1:
         return float(np.median(np.diff(sorted_proj)))

@@ -14,7 +14,8 @@ from synthmed.deid.dicom_deid import quiet_pydicom
 from synthmed.io.dicom.decode import (_FastSlices, _decoded, _pixels_multiframe, _read_full,
                                       _write_rescaled)
 from synthmed.io.dicom.geometry import (_floats, _frame_geometry, _num, _pixel_spacing,
-                                        _shape_signature, _slice_normal, _split_volumes, _z_spacing)
+                                        _check_no_gap, _shape_signature, _slice_normal, _split_volumes,
+                                        _z_spacing)
 from synthmed.io.dicom.policy import PROJECTION_MODALITIES, _check_decodable, _refuse_by_policy, _transfer_syntax
 from synthmed.io.dicom.scan import DicomSeries, HeaderCache, _text
 from synthmed.io.dicom.decode import _slice_key
@@ -42,18 +43,20 @@ def _sex(value: str) -> str:
 
 def load_series(series: DicomSeries, deid: Deidentifier, *, allow_burned_in: bool = False,
                 allowed_modalities: frozenset[str] | None = None,
-                headers: HeaderCache | None = None) -> list[LoadedImage]:
+                headers: HeaderCache | None = None, allow_gaps: bool = True) -> list[LoadedImage]:
     """Decode one series into de-identified 2D images or 3D volumes (see the module docstring).
 
     `allowed_modalities` lists modalities refused by default (US, SC, OT, and non-images such as
     SEG) to accept anyway; `allow_burned_in` accepts BurnedInAnnotation YES. Raises RefusedInput
     for the whole series when it must not or cannot be used. `headers` is the scan's cache
-    (default: the one the series was found with, if any).
+    (default: the one the series was found with, if any). `allow_gaps=False` refuses a volume
+    whose slice positions jump (a slice missing); 2D use of the slices does not need it.
     """
     headers = headers if headers is not None else series.headers
     try:
         with quiet_pydicom() as caught:
-            return _load_series(series, deid, allow_burned_in, allowed_modalities, caught, headers)
+            return _load_series(series, deid, allow_burned_in, allowed_modalities, caught, headers,
+                                allow_gaps)
     except (TypeError, ValueError, OverflowError) as err:
         # A header value that is not what its VR promises; Python's message would quote it.
         where = series.files[0] if series.files else ""
@@ -67,7 +70,7 @@ def load_series(series: DicomSeries, deid: Deidentifier, *, allow_burned_in: boo
 
 def _load_series(series: DicomSeries, deid: Deidentifier, allow_burned_in: bool,
                  allowed_modalities: frozenset[str] | None, caught: list,
-                 headers: HeaderCache | None) -> list[LoadedImage]:
+                 headers: HeaderCache | None, allow_gaps: bool = True) -> list[LoadedImage]:
     if not series.files:
         return []
     first_path = series.files[0]
@@ -136,6 +139,8 @@ def _load_series(series: DicomSeries, deid: Deidentifier, allow_burned_in: bool,
     proj = np.array([float(p @ normal) for p in positions])
     out = []
     for idx in _split_volumes(proj, order_keys, first_path):
+        if not allow_gaps:
+            _check_no_gap(proj[idx], first_path)
         vol = np.empty((len(idx), *slices[0][0].shape), dtype=np.float32)
         for k, i in enumerate(idx):
             _write_rescaled(vol[k], *slices[i])
