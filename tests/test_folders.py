@@ -168,11 +168,13 @@ def test_restamp_records_the_change(tmp_path):
 def test_quick_verify_trusts_size_and_mtime_only(tmp_path):
     _make(tmp_path / "c")
     f = tmp_path / "c" / "a.txt"
-    st = f.stat()
-    f.write_text("TWO")  # same size, new content, new mtime: caught even by the quick check
+    marker = (tmp_path / "c" / folders.MARKER).stat().st_mtime_ns
+    os.utime(f, ns=(marker - 10**9, marker - 10**9))  # written before its marker, as a writer does
+    folders.verify(tmp_path / "c", quick=True)
+    f.write_text("TWO")  # same size, new content, newer than the marker: caught by the quick check
     with pytest.raises(InputError, match="a.txt: changed"):
         folders.verify(tmp_path / "c", quick=True)
-    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))  # made to look untouched on purpose
+    os.utime(f, ns=(marker - 10**9, marker - 10**9))  # made to look old on purpose
     folders.verify(tmp_path / "c", quick=True)  # what quick cannot see (documented) ...
     with pytest.raises(InputError, match="a.txt: changed"):
         folders.verify(tmp_path / "c")  # ... the full check, which certifying readers use, does

@@ -45,10 +45,6 @@ from synthmed.errors import InputError
 MARKER = "synthmed-folder.json"
 MARKER_SCHEMA = "synthmed.folder/1"
 KINDS = ("dataset", "run", "cohort", "audit", "evaluation", "demo", "release")
-# Folders written once and whole: nothing else may be placed inside them (it would change their
-# fingerprint, and an audit's report.html holds real training images that must not ride along
-# with a cohort or a release). A demo folder holds the folders of its own steps.
-_SEALED = ("dataset", "cohort", "audit", "evaluation", "release")
 _SCHEMAS = {"dataset": "synthmed.dataset/1", "cohort": "synthmed.cohort/1",
             "audit": "synthmed.audit/1", "evaluation": "synthmed.evaluation/1",
             "run": "synthmed.run/1", "demo": "synthmed.demo/1", "release": "synthmed.release/1"}
@@ -92,8 +88,7 @@ def _listing(root: Path) -> list[str]:
 
 
 def _digest(path: Path) -> dict[str, Any]:
-    st = path.stat()
-    return {"sha256": _sha256_file(path), "bytes": st.st_size, "mtime_ns": st.st_mtime_ns}
+    return {"sha256": _sha256_file(path), "bytes": path.stat().st_size}
 
 
 def file_digests(root: str | Path) -> dict[str, dict[str, Any]]:
@@ -184,11 +179,12 @@ def verify(root: str | Path, kind: str | tuple[str, ...] | None = None,
     """Check `root`'s marker against its files; any difference is one InputError line.
 
     `kind` (one or several) is what the caller expects; a folder of another kind is refused.
-    `quick`: a file whose size and modification time (ns) are still those the marker recorded is
-    taken as unchanged without hashing it. That catches every accidental change (an edit, a copy
-    over it, a crash) but not one made on purpose to look untouched (`touch -r`), so only readers
-    that certify nothing use it (`inspect`); audits, training, sampling, evaluation and
-    `synthmed verify` hash every byte and certify what they hashed.
+    `quick`: a file of the recorded size last modified strictly before the marker was written
+    (the marker is the commit point, written after every file) is taken as unchanged without
+    hashing it. That catches every accidental change (an edit, a copy over it, a crash) but not
+    one made on purpose to look old (`touch -d`), so only readers that certify nothing use it
+    (`inspect`); audits, training, sampling, evaluation and `synthmed verify` hash every byte and
+    certify what they hashed. (The marker holds no times: the same content gives the same bytes.)
     """
     root = Path(root)
     kinds = (kind,) if isinstance(kind, str) else kind
@@ -218,12 +214,13 @@ def verify(root: str | Path, kind: str | tuple[str, ...] | None = None,
                          f"its marker{f'; {len(extra) - 1} more' if len(extra) > 1 else ''}); "
                          "remove it or write the folder again")
     files = {}
+    committed_ns = (root / MARKER).stat().st_mtime_ns
     for rel in sorted(recorded):
         want = recorded[rel]
         if quick:
             st = (root / rel).stat()
-            if st.st_size == want.get("bytes") and st.st_mtime_ns == want.get("mtime_ns"):
-                files[rel] = dict(want)
+            if st.st_size == want.get("bytes") and st.st_mtime_ns < committed_ns:
+                files[rel] = {"sha256": want.get("sha256"), "bytes": st.st_size}
                 continue
         digest = _digest(root / rel)
         if digest["sha256"] != want.get("sha256"):
@@ -256,7 +253,7 @@ def _enclosing_kind(path: Path) -> tuple[Path, str] | None:
 def prepare_output(path: str | Path, kind: str, overwrite: bool = False,
                    grows_in_place: bool = False) -> Path:
     """Refuse, before any work, an output `path` that is not a new path, an empty folder or (with
-    `overwrite`) a folder of the same `kind`; and any path inside a sealed synthmed folder.
+    `overwrite`) a folder of the same `kind`; and any path inside a finished synthmed folder.
 
     `grows_in_place` (a training run, which resumes into its own folder): a folder of the same
     kind is accepted as it is; the writer decides whether to resume it."""
@@ -264,8 +261,12 @@ def prepare_output(path: str | Path, kind: str, overwrite: bool = False,
     if path.exists() and not path.is_dir():
         raise InputError(f"{path}: --out names an existing file; it must be a folder (new or "
                          "existing)")
+    # Nothing is written inside a finished synthmed folder: it would change its fingerprint (a
+    # run or a demo would no longer verify), and an audit's report.html, which shows real
+    # training images, must never ride along with a cohort or a release. (The folders a demo or
+    # an audit holds are written inside its staging folder, before it has a marker.)
     outer = _enclosing_kind(path)
-    if outer is not None and outer[1] in _SEALED:
+    if outer is not None:
         raise InputError(f"{path}: is inside the synthmed {outer[1]} folder {outer[0]}; a {kind} "
                          f"may not be written into a {outer[1]} (choose an --out outside it)")
     if not path.exists() or not any(path.iterdir()):
