@@ -49,7 +49,7 @@ def test_kill_in_the_autoencoder_stage_then_resume_equals_an_uninterrupted_run(t
 
     def save_then_crash(root, step, *a, **k):
         real_save(root, step, *a, **k)
-        if root.name == trainer.AE_CHECKPOINT and step == 4:
+        if root.name == "checkpoint-autoencoder" and step == 4:
             raise KeyboardInterrupt  # killed right after the stage's second checkpoint
 
     monkeypatch.setattr(trainer, "save_checkpoint", save_then_crash)
@@ -57,7 +57,7 @@ def test_kill_in_the_autoencoder_stage_then_resume_equals_an_uninterrupted_run(t
         train(ds, cfg, cut)
     monkeypatch.setattr(trainer, "save_checkpoint", real_save)
     assert not (cut / "autoencoder.safetensors").exists()
-    assert (cut / trainer.AE_CHECKPOINT / "latest").read_text().strip() == "step_00000004"
+    assert (cut / "checkpoint-autoencoder" / "latest").read_text().strip() == "step_00000004"
     with pytest.raises(InputError, match="--resume"):
         train(ds, cfg, cut)  # a run in its first stage is still a run: not overwritten
 
@@ -74,7 +74,7 @@ def test_kill_in_the_autoencoder_stage_then_resume_equals_an_uninterrupted_run(t
         assert sha256_file(cut / name) == sha256_file(full / name), name
     a, b = (json.loads((r / "autoencoder.json").read_text()) for r in (full, cut))
     assert a == b
-    assert not (cut / trainer.AE_CHECKPOINT).exists()  # the finished stage's checkpoint is gone
+    assert not (cut / "checkpoint-autoencoder").exists()  # the finished stage's checkpoint is gone
 
 
 def test_autoencoder_checkpoint_of_another_config_is_refused(tmp_path, monkeypatch):
@@ -95,3 +95,38 @@ def test_autoencoder_checkpoint_of_another_config_is_refused(tmp_path, monkeypat
                                   "steps": 5, "batch_size": 4, "latent_channels": 2, "lr": 5e-4})
     with pytest.raises(CheckpointError, match="autoencoder checkpoint was made with a different"):
         train(ds, other, tmp_path / "run", resume=True)
+
+
+@pytest.mark.slow
+def test_kill_9_of_the_cli_in_the_autoencoder_stage_then_resume(tmp_path):
+    """The same with a real `kill -9` of a `synthmed train` process, once its checkpoint appears."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    import yaml
+
+    ds = make_toy_dataset(tmp_path / "ds", n_patients=8, images_per_patient=2, shape=(16, 16))
+    cfg = latent_config(steps=4, checkpoint_every=20).model_dump(mode="json")
+    cfg["latent"]["steps"] = 120  # killed at step 20-40: far from the end, so the kill lands in the stage
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "SYNTHMED_NO_PROGRESS": "1"}
+
+    def cli(out, *extra):
+        return [sys.executable, "-c", "from synthmed.cli import main; main()", "train", str(ds),
+                "--config", str(tmp_path / "cfg.yaml"), "--out", str(tmp_path / out), *extra]
+
+    subprocess.run(cli("full"), env=env, check=True, capture_output=True, timeout=600)
+    proc = subprocess.Popen(cli("cut"), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    latest = tmp_path / "cut" / "checkpoint-autoencoder" / "latest"
+    deadline = time.monotonic() + 600
+    while not (latest.is_file() and latest.read_text().strip() == "step_00000020"):
+        assert proc.poll() is None and time.monotonic() < deadline, "no stage checkpoint appeared"
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait()
+    assert not (tmp_path / "cut" / "autoencoder.safetensors").exists()
+    subprocess.run(cli("cut", "--resume"), env=env, check=True, capture_output=True, timeout=600)
+    for name in ("autoencoder.safetensors", "model.safetensors"):
+        assert sha256_file(tmp_path / "cut" / name) == sha256_file(tmp_path / "full" / name), name
