@@ -50,6 +50,9 @@ def _write_dataset(root: Path, n: int, shape: tuple[int, ...]) -> Path:
     info = json.loads((root / "dataset.json").read_text())
     info["shape"] = list(shape)
     write_json(root / "dataset.json", info)
+    from synthmed.io import folders
+
+    folders.stamp(root, "dataset")  # the images were replaced: the marker is written again
     return root
 
 

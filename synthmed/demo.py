@@ -23,8 +23,26 @@ class DemoResult:
 
 
 def run_demo(out: str | Path, *, patients: int = 120, seed: int = 0, train: bool = True,
-             on_stage: Callable[[str, Any], None] | None = None) -> DemoResult:
-    """Run every stage into `out/`; `on_stage(name, result)` is called after each one."""
+             on_stage: Callable[[str, Any], None] | None = None,
+             overwrite: bool = False) -> DemoResult:
+    """Run every stage into `out/`; `on_stage(name, result)` is called after each one.
+
+    The demo folder is built in a staging folder beside `out` and moved into place when every
+    stage is done (synthmed/io/folders.py); `overwrite` replaces a previous demo, and only one
+    exactly as synthmed wrote it.
+    """
+    from synthmed.io import folders
+
+    final = Path(out)
+    folders.prepare_output(final, "demo", overwrite)
+    with folders.staged_output(final, "demo", overwrite) as stage:
+        result = _run_stages(stage, patients=patients, seed=seed, train=train, on_stage=on_stage)
+    result.out = final
+    return result
+
+
+def _run_stages(out: Path, *, patients: int, seed: int, train: bool,
+                on_stage: Callable[[str, Any], None] | None) -> DemoResult:
     from synthmed.data.ingest import ingest
     from synthmed.data.ingest_config import IngestConfig
     from synthmed.data.inspect import inspect_dataset

@@ -20,6 +20,7 @@ import numpy as np
 
 from synthmed.data.dataset import DATASET_SCHEMA
 from synthmed.data.records import ImageRecord, write_records
+from synthmed.io import folders
 from synthmed.io.atomic import save_npy, write_json
 from synthmed.provenance import sha256_bytes
 
@@ -87,4 +88,5 @@ def make_toy_dataset(root: str | Path, n_patients: int = 12, images_per_patient:
         "provenance": {"seed": seed, "source": "tests/helpers_dataset.py"},
     })
     write_json(root / "ingest_report.json", {"read": len(records), "kept": len(records), "refused": []})
+    folders.stamp(root, "dataset")  # the commit point, as ingest makes it
     return root

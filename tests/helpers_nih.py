@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from synthmed.data.records import ImageRecord, write_records
+from synthmed.io import folders
 from synthmed.io.atomic import save_npy, write_json
 from synthmed.provenance import sha256_file
 
@@ -49,6 +50,7 @@ def write_dataset(root: Path, images: np.ndarray, patients: list[str], splits: l
         "label_vocabulary": vocab, "splits": counts, "fingerprint": sha256_file(root / "images.npy"),
         "provenance": {"source": "tests/helpers_nih.py"}})
     write_json(root / "ingest_report.json", {"kept": n, "refused": []})
+    folders.stamp(root, "dataset")  # the commit point, as ingest makes it
     return root
 
 

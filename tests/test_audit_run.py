@@ -173,6 +173,11 @@ def test_same_seed_gives_identical_audit_json(tmp_path):
     a = run_audit(ds, cohort, prof, tmp_path / "a1", seed=7)
     b = run_audit(ds, cohort, prof, tmp_path / "a2", seed=7)
     assert (tmp_path / "a1" / "audit.json").read_bytes() == (tmp_path / "a2" / "audit.json").read_bytes()
+    # the encoder record too (its training time goes to the log, not into embedder.json)
+    for name in ("embedder.json", "embedder.safetensors"):
+        assert (tmp_path / "a1" / "encoder" / name).read_bytes() == \
+            (tmp_path / "a2" / "encoder" / name).read_bytes()
+    assert "seconds" not in json.loads((tmp_path / "a1" / "encoder" / "embedder.json").read_text())["training"]
     assert a.audit["encoder"]["source"] == "trained on the train split"
     assert b.audit == a.audit and a.audit["provenance"]["seed"] == 7
 
@@ -229,7 +234,7 @@ def test_cli_prints_verdict_and_exit_codes(toy, capsys):
     out = capsys.readouterr().out
     assert "FAIL" in out and "no_hard_copies" in out
     with pytest.raises(SystemExit) as e:
-        main(args + ["--fail-on-fail"])
+        main(args + ["--fail-on-fail", "--overwrite"])
     assert e.value.code == 3
     with pytest.raises(SystemExit) as e:
         main(["audit", "--dataset", str(tmp / "nope"), "--synthetic", str(cohort), "--out", str(tmp / "b")])

@@ -250,5 +250,8 @@ def test_training_refuses_bad_train_pixels_without_reading_the_holdout(tmp_path,
     images[k] *= bad
     images[d.indices("holdout")] = np.nan  # never read by training, so never complained about
     save_npy(ds / "images.npy", images)
+    from synthmed.io import folders
+
+    folders.stamp(ds, "dataset")  # as the writer that produced these pixels would have
     err = _cli_error(capsys, ["train", str(ds), "--out", str(tmp_path / "run"), "--steps", "1"])
     assert f"images.npy: image {k} " in err

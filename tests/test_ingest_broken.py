@@ -106,6 +106,10 @@ def test_nothing_usable_keeps_an_existing_dataset_intact(tmp_path, key_file, cap
     empty.mkdir()
     (empty / "x.dcm").write_bytes(b"")
     code, _, err = _run_cli(["ingest", str(empty), "--out", str(out), "--key", str(key_file)], capsys)
+    assert code == 2 and "already holds a synthmed dataset; pass --overwrite" in err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    code, _, err = _run_cli(["ingest", str(empty), "--out", str(out), "--key", str(key_file),
+                             "--overwrite"], capsys)
     assert code == 2 and "nothing usable" in err
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 

@@ -49,6 +49,9 @@ def toy2d(tmp_path_factory) -> Path:
     images = np.array(ds.images)
     images[ds.indices("holdout")] = np.nan
     save_npy(root / "images.npy", images)
+    from synthmed.io import folders
+
+    folders.stamp(root, "dataset")  # deliberately re-stamped: the poison is the test's own edit
     return root
 
 
@@ -246,6 +249,13 @@ def test_runs_from_before_embed_conditions_still_load(toy2d, tmp_path):
     info = json.loads((run / "model.json").read_text())
     del info["config"]["network"]["embed_conditions"]  # as written before the key existed
     (run / "model.json").write_text(json.dumps(info))
+    # ... and before folder markers: such a run is refused until it is checked and re-stamped
+    from synthmed.io import folders
+
+    (run / folders.MARKER).unlink()
+    with pytest.raises(SynthmedError, match="synthmed-folder.json is missing.*--restamp"):
+        load(run)
+    folders.restamp(run, "a run from before folder markers, checked")
     m = load(run)
     assert m.config.network.embed_conditions is False
     assert m.sample(1, steps=2).images.shape == (1, 16, 12)

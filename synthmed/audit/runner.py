@@ -363,27 +363,47 @@ def combined_memorisation(results: list, alpha: float) -> tuple[np.ndarray, list
 
 # ----------------------------------------------------------------------------------- driver
 def run_audit(dataset: Path, cohort: Path, profile: "AuditProfile | Path | str | None", out: Path, *,
-              seed: int = 0, filter: bool = False, encoder: Path | None = None) -> AuditResult:
+              seed: int = 0, filter: bool = False, encoder: Path | None = None,
+              overwrite: bool = False, allow_other_dataset: bool = False) -> AuditResult:
     """Audit `cohort` against `dataset`; write out/audit.json and out/report.html.
 
     A failed audit is a result, not an error: the verdict is in the returned `AuditResult`.
     Raises InputError for inputs that cannot be audited (missing splits, too few patients,
     mismatched shapes).
     """
-    prof = load_profile(profile)
+    from synthmed.data.dataset import check_trained_on
+    from synthmed.io import folders
+
     out = Path(out)
+    folders.prepare_output(out, "audit", overwrite)  # before any work; never inside a cohort
+    prof = load_profile(profile)
     inputs, ds, co = load_inputs(Path(dataset), Path(cohort), prof, seed)
+    # A cohort records the dataset its model was trained on; auditing it against another one
+    # would measure membership against people the model never saw.
+    other = check_trained_on(ds, str(co.info.get("dataset_fingerprint", "")),
+                             f"the model of the cohort {co.root}", allow_other_dataset)
     embedder = _status("training the contrastive encoder on the train split",
                        lambda: fit_encoder(inputs, prof, seed, Path(encoder) if encoder else None))
     result = audit_inputs(inputs, prof, out, seed=seed, embedder=embedder,
                           dataset_fingerprint=ds.fingerprint(), cohort_fingerprint=co.fingerprint(),
                           encoder_given=encoder is not None)
-    if filter:
-        from synthmed.audit.filter import filter_and_reaudit
+    if other:
+        result.audit["data"]["other_dataset"] = (
+            f"the cohort's model was trained on another dataset (fingerprint "
+            f"{co.info.get('dataset_fingerprint')}); --allow-other-dataset was given")
+    # Built whole in a staging folder, moved into place at the end: a crash leaves the old audit
+    # or the new one, never a new audit.json beside an old report.html.
+    with folders.staged_output(out, "audit", overwrite) as stage:
+        result.out = stage
+        if filter:
+            from synthmed.audit.filter import filter_and_reaudit
 
-        filter_and_reaudit(result, inputs, co, prof, seed=seed, embedder=embedder,
-                           dataset_fingerprint=ds.fingerprint())
-    write_outputs(result, embedder if encoder is None else None)
+            filter_and_reaudit(result, inputs, co, prof, seed=seed, embedder=embedder,
+                               dataset_fingerprint=ds.fingerprint())
+        write_outputs(result, embedder if encoder is None else None)
+    result.out = out
+    if result.filtered is not None:
+        result.filtered.out = out / "filtered"
     return result
 
 

@@ -27,14 +27,19 @@ def audit_command(
     seed: int = typer.Option(0, "--seed", help="seed for the encoder and the bootstrap"),
     filter_: bool = typer.Option(False, "--filter", help="also write a copy of the cohort without flagged images and re-audit it"),
     encoder: Optional[Path] = typer.Option(None, "--encoder", help="local encoder weights (embedder.json + .safetensors) instead of training one"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace the audit already in --out"),
+    allow_other_dataset: bool = typer.Option(False, "--allow-other-dataset", help="audit a cohort whose model was trained on another dataset (recorded in audit.json)"),
     fail_on_fail: bool = typer.Option(False, "--fail-on-fail", help="exit with code 3 when the verdict is 'fail'"),
 ) -> None:
     """Audit a synthetic cohort for membership leakage and copies; write audit.json and report.html."""
     from synthmed.audit import run_audit
 
-    check_out_folder(out)
+    from synthmed.io.folders import prepare_output
+
+    prepare_output(check_out_folder(out), "audit", overwrite)
     check_seed(seed)
-    result = run_audit(dataset, synthetic, profile, out, seed=seed, filter=filter_, encoder=encoder)
+    result = run_audit(dataset, synthetic, profile, out, seed=seed, filter=filter_, encoder=encoder,
+                       overwrite=overwrite, allow_other_dataset=allow_other_dataset)
     console = Console()
     print_result(console, result)
     if result.filtered is not None or "filter" in result.audit:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -20,26 +19,29 @@ def demo(
     patients: int = typer.Option(120, "--patients", help="Virtual patients to make."),
     seed: int = typer.Option(0, "--seed"),
     fresh: bool = typer.Option(True, "--fresh/--keep",
-                               help="Start from an empty folder (only a previous demo's folder is removed)."),
+                               help="Replace a previous demo in --out (only a demo folder exactly as synthmed wrote it; --keep refuses instead)."),
     train: bool = typer.Option(True, "--train/--no-train",
                                help="Also train a tiny generator, sample a cohort and audit it."),
 ) -> None:
     """Make virtual patients, ingest them, train, generate a cohort and audit it, on a laptop CPU."""
     from synthmed.demo import run_demo
 
-    check_out_folder(out)
+    from synthmed.io import folders
+    from synthmed.io.folders import prepare_output
+
     check_int(patients, "--patients", 1)
     check_seed(seed)
+    # Only an empty folder, a new one, or a previous demo exactly as synthmed wrote it: the demo
+    # never deletes what it did not write.
+    prepare_output(check_out_folder(out), "demo", overwrite=fresh)
     console = Console()
-    if fresh and out.exists():
-        if not (out / "phantoms" / "phantoms.json").is_file():
-            raise InputError(f"{out}: exists and is not a previous demo's folder; choose another --out")
-        shutil.rmtree(out)
 
     def show(name: str, value: Any) -> None:
-        console.print(f"[bold green]✓[/] {name}: {_describe(name, value)}")
+        # the stages run in the demo's staging folder; name the paths they will have
+        text = folders.final_text(_describe(name, value))
+        console.print(f"[bold green]✓[/] {name}: {text}")
 
-    run_demo(out, patients=patients, seed=seed, train=train, on_stage=show)
+    run_demo(out, patients=patients, seed=seed, train=train, on_stage=show, overwrite=fresh)
     console.print(f"\nAll outputs are in {out}/ (open {out}/audit/report.html for the privacy audit)"
                   if train else f"\nAll outputs are in {out}/")
 

@@ -25,6 +25,8 @@ def evaluate_cmd(
     sampler: Optional[str] = typer.Option(None, "--sampler", help="dpm++ | ddim | ddpm (default: the model's)"),
     seed: int = typer.Option(0, "--seed"),
     batch_size: int = typer.Option(64, "--batch-size"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace the evaluation already in --out"),
+    allow_other_dataset: bool = typer.Option(False, "--allow-other-dataset", help="evaluate against a dataset the model was not trained on (recorded in evaluation.json)"),
     real_grid: bool = typer.Option(False, "--real-grid", help="also write real.png, a grid of REAL images for comparison (shows patients: keep it inside)"),
 ) -> None:
     """Sample per condition and measure: label rate vs chance, fidelity next to the real floor."""
@@ -33,7 +35,9 @@ def evaluate_cmd(
     from synthmed.models import load
     from synthmed.progress import console
 
-    check_out_folder(out)
+    from synthmed.io.folders import prepare_output
+
+    prepare_output(check_out_folder(out), "evaluation", overwrite)
     for value, option in ((n, "--n"), (top, "--top"), (batch_size, "--batch-size")):
         check_int(value, option, 1)
     check_seed(seed)
@@ -42,7 +46,8 @@ def evaluate_cmd(
     wanted = [x.strip() for x in labels.split(",") if x.strip()] if labels else None
     record = evaluate_generator(model, ds, out, labels=wanted, top=top, n=n, guidance=guidance,
                                 steps=steps, sampler=sampler, seed=seed, batch_size=batch_size,
-                                device=str(model.device), real_grid=real_grid)
+                                device=str(model.device), real_grid=real_grid,
+                                overwrite=overwrite, allow_other_dataset=allow_other_dataset)
     print_summary(console, record)
     console.print(f"wrote {out / 'evaluation.json'} and {out / 'samples.png'}"
                   + (f" and {out / 'real.png'}" if real_grid else ""))

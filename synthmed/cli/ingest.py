@@ -21,6 +21,7 @@ def ingest_command(
     metadata: Optional[Path] = typer.Option(None, "--metadata", "-m", help="CSV with patient ID, labels, age, sex per file (NIH or file,patient_id,labels,age,sex); given but unusable is an error"),
     key: Optional[Path] = typer.Option(None, "--key", help="de-identification key file (default: created once in ~/.config/synthmed/deid.key)"),
     workers: Optional[int] = typer.Option(None, "--workers", "-w", help="reader processes (default: min(2, CPUs))"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace the dataset already in --out (only a synthmed dataset is ever replaced)"),
     show_paths: bool = typer.Option(False, "--show-paths", help="name refused files by their real path on the console (paths may carry patient identifiers; they are never written to files)"),
 ) -> None:
     """Read, de-identify, normalise and split images by patient into a synthmed dataset."""
@@ -28,11 +29,13 @@ def ingest_command(
     from synthmed.data.ingest import ingest
     from synthmed.data.ingest_config import IngestConfig
 
-    check_out_folder(out)
+    from synthmed.io.folders import prepare_output
+
+    prepare_output(check_out_folder(out), "dataset", overwrite)
     check_int(workers, "--workers", 1)
     cfg = load_config(config, IngestConfig)
     result = ingest(sources, out, cfg, metadata_csv=metadata, key_path=key, workers=workers,
-                    show_paths=show_paths)
+                    show_paths=show_paths, overwrite=overwrite)
     table = Table(title=f"ingested into {result.out}", title_justify="left")
     for col in ("split", "patients", "images"):
         table.add_column(col, justify="right" if col != "split" else "left")

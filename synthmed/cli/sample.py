@@ -56,6 +56,7 @@ def sample_cmd(
     sex_ratio: Optional[float] = typer.Option(None, "--sex-ratio", help="share of females, 0-1"),
     guidance: Optional[float] = typer.Option(None, "--guidance", help="classifier-free guidance scale"),
     batch_size: int = typer.Option(64, "--batch-size"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace the cohort already in --out (only a synthmed cohort is ever replaced)"),
 ) -> None:
     """Generate a synthetic cohort from a trained model."""
     from synthmed.data.cohort import Cohort
@@ -63,7 +64,9 @@ def sample_cmd(
     from synthmed.models import load
     from synthmed.progress import console
 
-    check_out_folder(out)
+    from synthmed.io.folders import prepare_output
+
+    prepare_output(check_out_folder(out), "cohort", overwrite)
     check_int(n, "--n", 1)
     check_int(batch_size, "--batch-size", 1)
     check_seed(seed)
@@ -73,7 +76,7 @@ def sample_cmd(
     path = generate_cohort(model, n, out, label_rates=label_rates,
                            age_range=age_range, sex_ratio=sex_ratio, seed=seed,
                            steps=steps, sampler=sampler, guidance_scale=guidance,
-                           batch_size=batch_size)
+                           batch_size=batch_size, overwrite=overwrite)
     used = Cohort.open(path).info["sampling"]
     console.print(f"wrote {n} synthetic images ({used['sampler']}, {used['steps']} steps, guidance "
                   f"{used['guidance_scale']:g}) -> {path}")

@@ -6,6 +6,7 @@ Layout of a cohort folder::
     manifest.csv   one CohortRecord per image (synthetic patient id, labels, age, sex)
     cohort.json    shape, spatial dims, label vocabulary, and provenance (config, model hash,
                    seed, package versions)
+    synthmed-folder.json  the folder marker (synthmed/io/folders.py), checked on open
 
 `Cohort.open` also takes a plain folder of images (PNG / JPEG / .npy / NIfTI): each file is one
 synthetic patient.
@@ -24,8 +25,8 @@ from synthmed.data.records import CohortRecord, read_manifest, write_records
 from synthmed.data.values import (DEFAULT_RANGE, check_manifest, check_shape, check_values,
                                   read_folder_json)
 from synthmed.errors import InputError
+from synthmed.io import folders
 from synthmed.io.atomic import save_npy, write_json
-from synthmed.provenance import sha256_file
 
 COHORT_SCHEMA = "synthmed.cohort/1"
 _PLAIN_SUFFIXES = (".png", ".jpg", ".jpeg", ".npy", ".nii", ".nii.gz")
@@ -37,6 +38,7 @@ class Cohort:
     info: dict[str, Any]
     records: list[CohortRecord]
     images: np.ndarray
+    folder: "folders.FolderInfo | None" = None
 
     @classmethod
     def open(cls, path: str | Path, value_range: tuple[float, float] = DEFAULT_RANGE) -> "Cohort":
@@ -65,7 +67,8 @@ class Cohort:
                                  f"holds {images.shape[0]} images")
             check_manifest(records, images.shape[0], root / "manifest.csv")
             check_values(images, root / "images.npy", value_range)
-            return cls(root, info, records, images)
+            folder = folders.verify(root, "cohort")  # last: a broken file has its own message
+            return cls(root, info, records, images, folder)
         return cls._open_plain_folder(root, value_range)
 
     @classmethod
@@ -96,8 +99,9 @@ class Cohort:
         return np.array([r.patient for r in self.records])
 
     def fingerprint(self) -> str:
-        if (self.root / "images.npy").is_file():
-            return sha256_file(self.root / "images.npy")
+        """sha256 of images.npy as verified on open (of the pixels, for a plain image folder)."""
+        if self.folder is not None:
+            return self.folder.sha256("images.npy")
         return _sha_array(np.asarray(self.images))
 
 
@@ -133,15 +137,17 @@ def _read_plain_image(path: Path, value_range: tuple[float, float]) -> np.ndarra
 
 
 def write_cohort(root: str | Path, images: np.ndarray, records: list[CohortRecord],
-                 info: dict[str, Any]) -> Path:
-    """Write a cohort folder atomically file by file (images first, cohort.json last)."""
+                 info: dict[str, Any], overwrite: bool = False) -> Path:
+    """Write a cohort folder as a whole: built in a staging folder beside `root`, stamped, then
+    moved into place (an existing cohort is replaced only with `overwrite`)."""
     root = Path(root)
     images = np.asarray(images, dtype=np.float32)
     if len(records) != images.shape[0]:
         raise ValueError("one record per image")
-    save_npy(root / "images.npy", images)
-    write_records(root / "manifest.csv", records, CohortRecord)
     meta = {"schema": COHORT_SCHEMA, "spatial_dims": images.ndim - 1,
             "shape": list(images.shape[1:]), "n_images": int(images.shape[0]), **info}
-    write_json(root / "cohort.json", meta)
+    with folders.staged_output(root, "cohort", overwrite) as stage:
+        save_npy(stage / "images.npy", images)
+        write_records(stage / "manifest.csv", records, CohortRecord)
+        write_json(stage / "cohort.json", meta)
     return root

@@ -6,8 +6,11 @@ Layout of a dataset folder::
     manifest.csv        one ImageRecord per image, row i describes images.npy[i]
     dataset.json        shape, spatial dims, spacing, normalisation, label vocabulary, splits
     ingest_report.json  what was read, kept and refused, and why
+    synthmed-folder.json  the folder marker (synthmed/io/folders.py): kind, per-file sha256
 
-Every identifier in it is a keyed pseudonym; splits are by patient.
+Every identifier in it is a keyed pseudonym; splits are by patient. `Dataset.open` checks the
+marker against the files, so a manifest edited by hand (a patient moved to another split) is
+refused, and `fingerprint()` is computed from the bytes read, never copied from dataset.json.
 """
 
 from __future__ import annotations
@@ -24,9 +27,32 @@ from synthmed.data.array_store import read_images
 from synthmed.data.records import ImageRecord, read_manifest
 from synthmed.data.values import check_manifest, check_shape, intensity_range, read_folder_json
 from synthmed.errors import InputError
+from synthmed.io import folders
 
 DATASET_SCHEMA = "synthmed.dataset/1"
 SPLITS = ("train", "holdout", "reference")
+
+
+def dataset_fingerprint(images_sha256: str, manifest_sha256: str) -> str:
+    """A dataset's identity: what a model was trained on (its images and who they are)."""
+    import hashlib
+
+    return hashlib.sha256(f"images.npy\0{images_sha256}\nmanifest.csv\0{manifest_sha256}\n"
+                          .encode()).hexdigest()
+
+
+def check_trained_on(dataset: "Dataset", trained_on: str, what: str,
+                     allow_other: bool = False) -> bool:
+    """Is `dataset` the one `what` (a model, a cohort's model) was trained on? Refused when not,
+    unless `allow_other`; returns True when it is another dataset (the caller records that).
+    An unknown `trained_on` (a record without one) cannot be compared and is allowed."""
+    if not trained_on or trained_on == dataset.fingerprint():
+        return False
+    if allow_other:
+        return True
+    raise InputError(f"{dataset.root}: is not the dataset {what} was trained on (its fingerprint "
+                     f"{dataset.fingerprint()[:12]}..., trained on {trained_on[:12]}...); pass "
+                     "--allow-other-dataset to go on anyway")
 
 
 @dataclass
@@ -35,15 +61,19 @@ class Dataset:
     info: dict[str, Any]
     records: list[ImageRecord]
     images: np.ndarray  # memory-mapped, read-only
+    folder: "folders.FolderInfo | None" = None
 
     @classmethod
-    def open(cls, path: str | Path, check_values: bool = True) -> "Dataset":
+    def open(cls, path: str | Path, check_values: bool = True,
+             quick_verify: bool = False) -> "Dataset":
         """Open a dataset folder; every file is checked and any problem is one line naming it.
 
         The images are checked to be finite and inside the range dataset.json records (one
         chunked min/max pass over the memory map); `check_values=False` leaves that to callers
         that check the rows they read (training reads only the train split, and never touches
-        the holdout's pixels).
+        the holdout's pixels). The folder's marker is checked against every file's sha256;
+        `quick_verify` (for readers that certify nothing, `inspect`) skips hashing files whose size
+        and mtime are the marker's (synthmed/io/folders.py `verify`).
         """
         root = Path(path)
         for name in ("images.npy", "manifest.csv", "dataset.json"):
@@ -65,7 +95,10 @@ class Dataset:
         check_manifest(records, images.shape[0], root / "manifest.csv", SPLITS)
         if check_values:
             values.check_values(images, root / "images.npy", value_range)
-        return cls(root=root, info=info, records=records, images=images)
+        # Last, so that a broken file gets its own message above; any other change since the
+        # dataset was written (an edited manifest above all) is refused here.
+        folder = folders.verify(root, "dataset", quick=quick_verify)
+        return cls(root=root, info=info, records=records, images=images, folder=folder)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -120,8 +153,11 @@ class Dataset:
         return np.array([r.sex for r in self.records])
 
     def fingerprint(self) -> str:
-        """Hash of what the dataset holds (from dataset.json, which records it at ingest)."""
-        return str(self.info.get("fingerprint", ""))
+        """Hash of the images and manifest as read and verified on open (not dataset.json's copy)."""
+        if self.folder is None:
+            raise ValueError("Dataset built without open(): no verified fingerprint")
+        return dataset_fingerprint(self.folder.sha256("images.npy"),
+                                   self.folder.sha256("manifest.csv"))
 
     def summary(self) -> dict[str, Any]:
         out: dict[str, Any] = {"images": len(self), "patients": len(self.patients()),

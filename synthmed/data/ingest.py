@@ -41,7 +41,7 @@ import numpy as np
 
 from synthmed.config import validate_config
 from synthmed.data.array_store import NpyAppender
-from synthmed.data.dataset import DATASET_SCHEMA, SPLITS
+from synthmed.data.dataset import DATASET_SCHEMA, SPLITS, dataset_fingerprint
 from synthmed.data.ingest_config import IngestConfig
 from synthmed.data.metadata import Metadata, MetadataRow, read_metadata
 from synthmed.data.normalise import GeometryError, prepare
@@ -49,13 +49,13 @@ from synthmed.data.records import ImageRecord, records_to_csv
 from synthmed.data.split import assert_patient_disjoint, patient_strata, split_patients
 from synthmed.errors import InputError, SynthmedError, require_path
 from synthmed.data.checks import ImageCheck, build_checks, run_checks
-from synthmed.io import nifti
+from synthmed.io import folders, nifti
 from synthmed.io.atomic import write_json, write_text
 from synthmed.io.readers import (ReadOptions, ReadTask, get_reader, known_suffixes, reader_for,
                                  suffix_of)
 from synthmed.io.types import LoadedImage, RefusedInput
 from synthmed.progress import console, make_progress
-from synthmed.provenance import hash_id_list, provenance
+from synthmed.provenance import hash_id_list, provenance, sha256_file
 
 REPORT_SCHEMA = "synthmed.ingest_report/1"
 
@@ -88,6 +88,9 @@ def _safe_suffix(path: Path) -> str:
 
 def file_ref(key: bytes, path: str | Path) -> str:
     """Keyed, non-reversible name for an input file: 'F-' + 12 hex + known suffix."""
+    # named by its final path: an input inside a folder still being staged (the demo's phantoms)
+    # gets the same reference on every run
+    path = folders.final_path(path)
     digest = hmac.new(key, b"synthmed-file/" + os.fsencode(str(path)), hashlib.sha256).hexdigest()
     return f"F-{digest[:12]}{_safe_suffix(Path(path))}"
 
@@ -612,15 +615,19 @@ class _Ledger:
 
 def ingest(sources: list[Path], out: Path, config: IngestConfig | None = None,
            metadata_csv: Path | None = None, key_path: Path | None = None,
-           workers: int | None = None, show_paths: bool = False) -> IngestResult:
+           workers: int | None = None, show_paths: bool = False,
+           overwrite: bool = False) -> IngestResult:
     """Turn `sources` (files or folders) into a de-identified Dataset folder at `out`.
 
     A refused file is named on the console by its keyed reference (as in the report) unless
     `show_paths` is set: input paths often carry identifiers (MRN folders, UID file names), and a
     console is easily captured into a log. A `metadata_csv` that was asked for but cannot be
     used (missing, a folder, no recognisable columns, conflicting rows) is an InputError.
+
+    The dataset is built in a staging folder beside `out` and moved into place whole
+    (synthmed/io/folders.py), under a lock that keeps a second writer out; `out` must be new, an
+    empty folder, or (with `overwrite`) a dataset.
     """
-    from synthmed.deid import Deidentifier, load_or_create_key
 
     config = config if config is not None else IngestConfig()
     if not isinstance(config, IngestConfig):
@@ -635,6 +642,18 @@ def ingest(sources: list[Path], out: Path, config: IngestConfig | None = None,
         if src.is_dir() and out.resolve().is_relative_to(src.resolve()):
             raise InputError(f"{out}: output folder is inside the input folder {src}; choose "
                              "another --out")
+    folders.prepare_output(out, "dataset", overwrite)  # before any work
+    with folders.staged_output(out, "dataset", overwrite) as stage:
+        return _ingest_into(stage, out, sources, config, metadata_csv, key_path, workers,
+                            show_paths)
+
+
+def _ingest_into(stage: Path, out: Path, sources: list[Path], config: IngestConfig,
+                 metadata_csv: Path | None, key_path: Path | None, workers: int | None,
+                 show_paths: bool) -> IngestResult:
+    """The work of `ingest`, writing into the staging folder `stage` (the result names `out`)."""
+    from synthmed.deid import Deidentifier, load_or_create_key
+
     workers = workers or config.workers or default_workers()
     key, key_file = load_or_create_key(key_path)
     deid = Deidentifier(key)
@@ -666,8 +685,7 @@ def ingest(sources: list[Path], out: Path, config: IngestConfig | None = None,
                   "those keep the patient from their header, folder or file name and no labels",
                   warnings)
 
-    created_out = not out.exists()
-    tmp_images = out / ".images-ingest.npy"
+    tmp_images = stage / ".images-ingest.npy"  # the staging folder is this process's own
     appender = NpyAppender(tmp_images, tuple(config.shape))
     rows: list[dict[str, Any]] = []
     intensity: dict[str, dict[str, Any]] = {}
@@ -779,13 +797,12 @@ def ingest(sources: list[Path], out: Path, config: IngestConfig | None = None,
         if appender is not None:
             appender.abort()
         tmp_images.unlink(missing_ok=True)
-        if created_out and out.is_dir() and not any(out.iterdir()):
-            out.rmdir()  # leave no empty dataset folder behind
         raise
 
     try:
-        result = _write_outputs(out, tmp_images, rows, config, deid, key_file, found, ledger,
-                                meta_info, warnings, intensity, [c.name for c in ctx.checks])
+        result = _write_outputs(stage, out, tmp_images, rows, config, deid, key_file, found,
+                                ledger, meta_info, warnings, intensity,
+                                [c.name for c in ctx.checks])
     finally:
         tmp_images.unlink(missing_ok=True)
     return result
@@ -828,9 +845,11 @@ def _patients_report(rows: list[dict[str, Any]], config: IngestConfig) -> dict[s
     }
 
 
-def _write_outputs(out: Path, tmp_images: Path, rows: list[dict[str, Any]], config: IngestConfig,
-                   deid, key_file: Path, found: _Discovery, ledger: _Ledger, meta_info: dict,
-                   warnings: list[str], intensity: dict, checks: list[str]) -> IngestResult:
+def _write_outputs(out: Path, final: Path, tmp_images: Path, rows: list[dict[str, Any]],
+                   config: IngestConfig, deid, key_file: Path, found: _Discovery, ledger: _Ledger,
+                   meta_info: dict, warnings: list[str], intensity: dict,
+                   checks: list[str]) -> IngestResult:
+    """Write the dataset files into `out` (the staging folder of the dataset `final`)."""
     patient_info = _patients_report(rows, config)
     own = patient_info["patients_by_rule"].get("file", 0)
     if own:
@@ -845,12 +864,9 @@ def _write_outputs(out: Path, tmp_images: Path, rows: list[dict[str, Any]], conf
     assert_patient_disjoint([r.patient for r in records], [r.split for r in records])
 
     manifest = records_to_csv(records, ImageRecord)
-    h = hashlib.sha256()
-    with open(tmp_images, "rb") as fh:
-        while block := fh.read(1 << 20):
-            h.update(block)
-    h.update(manifest.encode("utf-8"))
-    fingerprint = h.hexdigest()
+    # The same identity Dataset.open recomputes from the files it reads.
+    fingerprint = dataset_fingerprint(sha256_file(tmp_images),
+                                      hashlib.sha256(manifest.encode("utf-8")).hexdigest())
 
     counts = ledger.counts()
     n_found, n_kept, n_refused, n_skipped = (found.files_found, counts["kept"], counts["refused"],
@@ -906,7 +922,7 @@ def _write_outputs(out: Path, tmp_images: Path, rows: list[dict[str, Any]], conf
         "metadata": meta_info,
         "warnings": warnings,
         "intensity_before_normalisation": intensity,
-        "deid": {"profile": deid.profile_description(), "key_path": str(key_file)},
+        "deid": {"profile": deid.profile_description(), "key_path": str(folders.final_path(key_file))},
         "splits": splits,
         "config": config.model_dump(mode="json"),
         "packages": info["provenance"]["packages"],
@@ -916,9 +932,8 @@ def _write_outputs(out: Path, tmp_images: Path, rows: list[dict[str, Any]], conf
     write_text(out / "manifest.csv", manifest)
     write_json(out / "ingest_report.json", report)
     write_json(out / "dataset.json", info)
-    os.replace(tmp_images, out / "images.npy")  # last: a dataset is complete once images.npy is new
-    (out / "contact_sheet.png").unlink(missing_ok=True)  # drawn from the previous images, if any
-    return IngestResult(out=out, files_found=n_found, read=n_read, kept=n_kept,
+    os.replace(tmp_images, out / "images.npy")
+    return IngestResult(out=final, files_found=n_found, read=n_read, kept=n_kept,
                         refused=n_refused, skipped=n_skipped,
                         images=len(records), patients=len(set(patients)), splits=splits,
                         refusals=ledger.refusals, warnings=warnings,

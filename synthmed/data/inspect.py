@@ -46,13 +46,20 @@ def contact_sheet(ds: Dataset, out_png: Path, *, seed: int = 0, per_row: int = _
 def inspect_dataset(dir: Path, out_png: Path | None = None, seed: int = 0) -> dict[str, Any]:
     """Summary of a dataset folder (patients, images, per split / label / age / sex) and the
     path of its contact sheet (default `dir/contact_sheet.png`)."""
-    ds = Dataset.open(dir)
+    ds = Dataset.open(dir, quick_verify=True)  # a look, not a certificate
     summary = ds.summary()
     summary["label_vocabulary"] = ds.label_vocabulary
     summary["modalities"] = dict(sorted(_count(r.modality or "unknown" for r in ds.records).items()))
     summary["fingerprint"] = ds.fingerprint()
     png = Path(out_png) if out_png is not None else Path(dir) / "contact_sheet.png"
-    summary["contact_sheet"] = str(contact_sheet(ds, png, seed=seed))
+    if png.resolve().is_relative_to(Path(dir).resolve()):
+        # inside the dataset: added to its marker, so the folder still verifies afterwards
+        from synthmed.io import folders
+
+        with folders.amend(dir, "dataset"):
+            summary["contact_sheet"] = str(contact_sheet(ds, png, seed=seed))
+    else:
+        summary["contact_sheet"] = str(contact_sheet(ds, png, seed=seed))
     return summary
 
 

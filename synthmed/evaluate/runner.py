@@ -61,15 +61,25 @@ def evaluate_generator(model: Any, dataset: Any, out: str | Path | None = None, 
                        classifier: LabelClassifier | None = None,
                        independent_classifier: LabelClassifier | None | bool = None,
                        classifier_epochs: int = 30, device: str = "cpu",
-                       real_grid: bool = False, grid_columns: int = 8) -> dict:
+                       real_grid: bool = False, grid_columns: int = 8,
+                       overwrite: bool = False, allow_other_dataset: bool = False) -> dict:
     """Measure `model` (a `synthmed.models.load` result) against `dataset` (a `Dataset`).
 
     labels: findings to condition on (default: the `top` most frequent in the train split).
     guidance: classifier-free guidance scales to report (default: the model's own).
     classifier / independent_classifier: trained instruments to reuse; None trains them here,
     `independent_classifier=False` skips the second one.
-    Returns the evaluation record; with `out`, also writes it and the grids there.
+    Returns the evaluation record; with `out`, also writes it and the grids there, as one whole
+    folder (synthmed/io/folders.py; an existing evaluation is replaced only with `overwrite`).
+    A dataset the model was not trained on is refused unless `allow_other_dataset`.
     """
+    from synthmed.data.dataset import check_trained_on
+    from synthmed.io import folders
+
+    if out is not None:
+        folders.prepare_output(Path(out), "evaluation", overwrite)  # before any work
+    other = check_trained_on(dataset, str(getattr(model, "info", {}).get("dataset_fingerprint", "")),
+                             "the model", allow_other_dataset)
     if n < 2:
         raise InputError(f"n = {n}: give at least 2 samples per condition")
     if tuple(model.shape) != tuple(dataset.shape):
@@ -190,18 +200,27 @@ def evaluate_generator(model: Any, dataset: Any, out: str | Path | None = None, 
          "sampler": sampler, "batch_size": batch_size, "classifier_epochs": classifier_epochs},
         seed=seed, model_hash=model.model_hash, dataset_fingerprint=record["dataset_fingerprint"])
 
+    if other:
+        record["other_dataset"] = ("the model was trained on another dataset (fingerprint "
+                                   f"{model.info.get('dataset_fingerprint')}); "
+                                   "--allow-other-dataset was given")
     if out is not None:
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
-        scale = max(1, 64 // max(dataset.shape))  # small images are enlarged to be seen
-        save_grid(np.concatenate(grid_rows), out / "samples.png", ncol=grid_columns, scale=scale)
-        if real_grid:
-            save_grid(_real_rows(x_tr, x_ho, y_tr if findings else None, y_ho if findings else None,
-                                 record, findings, grid_columns, rng),
-                      out / "real.png", ncol=grid_columns, scale=scale)
-        # NaN is "not measurable" here (an AUC with one class empty): recorded as null
-        write_json(out / "evaluation.json", record, nan_as_null=True)
+        with folders.staged_output(Path(out), "evaluation", overwrite) as stage:
+            _write_evaluation(stage, record, grid_rows, dataset, x_tr, x_ho,
+                              y_tr if findings else None, y_ho if findings else None, findings,
+                              grid_columns, rng, real_grid)
     return record
+
+
+def _write_evaluation(out: Path, record: dict, grid_rows, dataset, x_tr, x_ho, y_tr, y_ho,
+                      findings, grid_columns: int, rng, real_grid: bool) -> None:
+    scale = max(1, 64 // max(dataset.shape))  # small images are enlarged to be seen
+    save_grid(np.concatenate(grid_rows), out / "samples.png", ncol=grid_columns, scale=scale)
+    if real_grid:
+        save_grid(_real_rows(x_tr, x_ho, y_tr, y_ho, record, findings, grid_columns, rng),
+                  out / "real.png", ncol=grid_columns, scale=scale)
+    # NaN is "not measurable" here (an AUC with one class empty): recorded as null
+    write_json(out / "evaluation.json", record, nan_as_null=True)
 
 
 def headline_fidelity(record: dict) -> tuple[str, float, float]:

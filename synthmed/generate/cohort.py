@@ -68,12 +68,16 @@ def draw_conditions(n: int, vocabulary: list[str], priors: dict[str, Any], *,
 def generate_cohort(model, n: int, out: str | Path, *, label_rates: dict[str, float] | None = None,
                     age_range: tuple[float, float] | None = None, sex_ratio: float | None = None,
                     seed: int = 0, steps: int | None = None, sampler: str | None = None,
-                    guidance_scale: float | None = None, batch_size: int = 64) -> Path:
+                    guidance_scale: float | None = None, batch_size: int = 64,
+                    overwrite: bool = False) -> Path:
     """Sample `n` virtual patients matching the targets and write them as a Cohort folder.
     sampler / steps / guidance_scale: None means the model's own; cohort.json's `sampling` says
     what ran."""
     if n < 1:
         raise InputError(f"n must be at least 1 (got {n})")
+    from synthmed.io.folders import prepare_output
+
+    prepare_output(Path(out), "cohort", overwrite)  # before sampling, not after
     conds = draw_conditions(n, model.label_vocabulary, model.condition_priors,
                             label_rates=label_rates, age_range=age_range, sex_ratio=sex_ratio,
                             seed=seed)
@@ -91,6 +95,8 @@ def generate_cohort(model, n: int, out: str | Path, *, label_rates: dict[str, fl
     info = {
         "label_vocabulary": model.label_vocabulary,
         "model_sha256": model.model_hash,
+        # what the model was trained on, so an audit against another dataset can say so
+        "dataset_fingerprint": str(model.info.get("dataset_fingerprint", "")),
         "generation": request,
         # What was actually used, as `sample` reports it: guidance in particular changes how
         # strongly a finding shows, so a reader of the cohort must not have to dig for defaults.
@@ -98,4 +104,4 @@ def generate_cohort(model, n: int, out: str | Path, *, label_rates: dict[str, fl
         "provenance": provenance(request, seed=seed, model_sha256=model.model_hash,
                                  model_config=model.config.model_dump(mode="json")),
     }
-    return write_cohort(Path(out), sampled.images, records, info)
+    return write_cohort(Path(out), sampled.images, records, info, overwrite)

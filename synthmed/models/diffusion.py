@@ -131,6 +131,8 @@ def load(run: str | Path, device: str = "auto") -> DiffusionModel:
         run = run.parent
     if not run.is_dir():
         raise InputError(f"{run}: run folder does not exist")
+    from synthmed.io import folders
+
     info = read_json(run / "model.json", "model description (model.json)")
     if info.get("schema") != MODEL_SCHEMA:
         raise CheckpointError(f"{run / 'model.json'}: not a synthmed model (schema {info.get('schema')!r})")
@@ -155,4 +157,7 @@ def load(run: str | Path, device: str = "auto") -> DiffusionModel:
     if info.get("latent", {}).get("enabled"):
         ae = build_autoencoder(int(info["spatial_dims"]), config.latent)
         load_module_state(ae, tensors, "ae", weights)
+    # Last (a broken file has its own message above): every file as the run's last commit left
+    # it; a run killed mid-checkpoint is refused until `--resume` commits it again.
+    folders.verify(run, "run")
     return DiffusionModel(net, config, info, ae, model_hash, pick_device(device))

@@ -8,6 +8,7 @@ same run on N DDP processes, sees exactly what an uninterrupted 1-process run se
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import csv
 import io
@@ -29,6 +30,7 @@ from rich.progress import TextColumn
 
 from synthmed.data.dataset import Dataset
 from synthmed.data.values import check_values, intensity_range
+from synthmed.io import folders
 from synthmed.errors import ConfigError, InputError, SynthmedError
 from synthmed.io.atomic import write_json, write_text
 from synthmed.models import autoencoder as ae_mod
@@ -122,10 +124,21 @@ def train(dataset: str | Path, config: TrainConfig, out: str | Path, resume: boo
     """Train on the train split of `dataset`; write the run folder `out`; return it."""
     if not isinstance(config, TrainConfig):
         raise ConfigError("train: config must be a TrainConfig (use load_config(path, TrainConfig))")
+    from synthmed.io import folders
+
+    out = Path(out)
+    # A run grows in place (checkpoints, resume): it is committed by its marker, rewritten at
+    # each checkpoint and at the end; another kind of folder is refused before any work.
+    folders.prepare_output(out, "run", grows_in_place=True)
     threads = torch.get_num_threads()
     d = _Dist(config)
     try:
-        return _Run(Path(dataset), config, Path(out), resume, d).run()
+        with folders.writer_lock(out) if d.main else contextlib.nullcontext():
+            if d.main:
+                out.mkdir(parents=True, exist_ok=True)
+                if folders.read_marker(out) is None:
+                    folders.stamp(out, "run")  # a run killed before its first checkpoint is still one
+            return _Run(Path(dataset), config, out, resume, d).run()
     finally:
         d.close()
         torch.set_num_threads(threads)  # `threads` applies to this run only (notebooks, tests)
@@ -423,6 +436,7 @@ class _Run:
                         if grid or done == cfg.steps:
                             self._grid(model, done)
                             self.net.train()
+                        folders.stamp(self.out, "run")  # the commit point of this checkpoint
                         if not progress_enabled() and ckpt:
                             console.print(f"train: step {done}/{cfg.steps} loss "
                                           f"{self.losses[-1]['loss'] if self.losses else float('nan'):.4f}")
@@ -431,6 +445,7 @@ class _Run:
             if model is None:  # resumed a finished run
                 model = self._write_outputs(cfg.steps, True)
             write_model_card(self.out, self, model)
+            folders.stamp(self.out, "run")
         d.barrier()
         return self.out
 
