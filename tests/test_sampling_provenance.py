@@ -121,12 +121,14 @@ def test_evaluation_records_what_ran(ddim_run, tmp_path):
     from synthmed.evaluate import evaluate_generator
 
     # No finding labels: nothing but the unconditional draw and its fidelity (no classifier).
+    # Another dataset than the model's, on purpose, so it has to be allowed.
     plain = Dataset.open(make_toy_dataset(tmp_path / "plain", n_patients=6, shape=(8, 8), labels=(),
                                           seed=5))
     m = load(ddim_run)
-    record = evaluate_generator(m, plain, tmp_path / "eval", n=2, sampler="ddpm")
+    record = evaluate_generator(m, plain, tmp_path / "eval", n=2, sampler="ddpm",
+                                allow_other_dataset=True)
     assert record["sampler"] == "ddpm" and record["steps"] == 1000
     assert record["sampling"]["unconditional"]["steps"] == 1000
     assert json.loads((tmp_path / "eval" / "evaluation.json").read_text())["steps"] == 1000
-    record = evaluate_generator(m, plain, None, n=2)
+    record = evaluate_generator(m, plain, None, n=2, allow_other_dataset=True)
     assert record["sampler"] == "ddim" and record["steps"] == 5
