@@ -11,9 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from synthmed.config import load_config
-
-CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+from synthmed.config import load_config, resolve_config_path
 
 
 @dataclass
@@ -22,9 +20,17 @@ class DemoResult:
     stages: dict[str, Any] = field(default_factory=dict)
 
 
-def run_demo(out: str | Path, *, patients: int = 120, seed: int = 0, train: bool = True,
-             on_stage: Callable[[str, Any], None] | None = None) -> DemoResult:
-    """Run every stage into `out/`; `on_stage(name, result)` is called after each one."""
+# `quick`: every stage still runs, with the smallest settings that exercise it (a smoke test of an
+# install, under a minute on 2 CPU cores). Its model draws noise and its audit has thin evidence.
+QUICK = {"patients": 80, "train_steps": 20, "encoder_steps": 20, "n_bootstrap": 200, "evaluate_n": 8}
+
+
+def run_demo(out: str | Path, *, patients: int | None = None, seed: int = 0, train: bool = True,
+             quick: bool = False, on_stage: Callable[[str, Any], None] | None = None) -> DemoResult:
+    """Run every stage into `out/`; `on_stage(name, result)` is called after each one.
+
+    `patients` defaults to 120 (80 when `quick`: the public profile needs 20 holdout patients).
+    """
     from synthmed.data.ingest import ingest
     from synthmed.data.ingest_config import IngestConfig
     from synthmed.data.inspect import inspect_dataset
@@ -32,6 +38,8 @@ def run_demo(out: str | Path, *, patients: int = 120, seed: int = 0, train: bool
 
     out = Path(out)
     result = DemoResult(out=out)
+    if patients is None:
+        patients = QUICK["patients"] if quick else 120
 
     def done(name: str, value: Any) -> None:
         result.stages[name] = value
@@ -40,33 +48,33 @@ def run_demo(out: str | Path, *, patients: int = 120, seed: int = 0, train: bool
 
     done("phantoms", make_phantoms(out / "phantoms", patients=patients, seed=seed, kind="cxr"))
     key = out / "demo-deid.key"
-    ingest_cfg = load_config(_config("ingest-demo.yaml"), IngestConfig)
+    ingest_cfg = load_config(resolve_config_path("ingest-demo", "ingest"), IngestConfig)
     done("ingest", ingest([out / "phantoms"], out / "dataset", config=ingest_cfg,
                           metadata_csv=out / "phantoms" / "metadata.csv", key_path=_demo_key(key, seed)))
     done("inspect", inspect_dataset(out / "dataset", out / "dataset" / "contact_sheet.png", seed=seed))
     if not train:
         return result
 
-    from synthmed.audit import run_audit
+    from synthmed.audit import AuditProfile, run_audit
     from synthmed.data.dataset import Dataset
     from synthmed.evaluate import evaluate_generator
     from synthmed.generate import generate_cohort
     from synthmed.models import TrainConfig, load, train as train_model
 
-    train_cfg = load_config(_config("demo.yaml"), TrainConfig)
+    train_cfg = load_config(resolve_config_path("demo", "train"), TrainConfig, overrides={
+        "steps": QUICK["train_steps"], "warmup_steps": 5, "checkpoint_every": QUICK["train_steps"],
+        "sampling": {"steps": 5}} if quick else None)
     run = train_model(out / "dataset", train_cfg, out / "run")
     done("train", run)
     model = load(run)
     done("generate", generate_cohort(model, patients // 2, out / "cohort", seed=seed))
     done("evaluate", evaluate_generator(model, Dataset.open(out / "dataset"), out / "evaluate",
-                                        n=32, seed=seed))
-    done("audit", run_audit(out / "dataset", out / "cohort", _config("audit-public.yaml"),
-                            out / "audit", seed=seed))
+                                        n=QUICK["evaluate_n"] if quick else 32, seed=seed))
+    profile = load_config(resolve_config_path("audit-public", "audit"), AuditProfile, overrides={
+        "embedding": {"steps": QUICK["encoder_steps"]}, "n_bootstrap": QUICK["n_bootstrap"]}
+        if quick else None)
+    done("audit", run_audit(out / "dataset", out / "cohort", profile, out / "audit", seed=seed))
     return result
-
-
-def _config(name: str) -> Path:
-    return CONFIGS / name
 
 
 def _demo_key(path: Path, seed: int) -> Path:

@@ -16,18 +16,18 @@ from synthmed.cli.app import app
 def ingest_command(
     sources: list[Path] = typer.Argument(..., help="files or folders of DICOM, NIfTI, PNG/JPEG or .npz"),
     out: Path = typer.Option(..., "--out", "-o", help="dataset folder to write"),
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="ingest config YAML (configs/ingest-*.yaml)"),
+    config: Optional[str] = typer.Option(None, "--config", "-c", help="ingest config: a shipped name (`synthmed configs`, e.g. cxr-64) or a YAML path"),
     metadata: Optional[Path] = typer.Option(None, "--metadata", "-m", help="CSV with patient ID, labels, age, sex per file (NIH or file,patient_id,labels,age,sex)"),
     key: Optional[Path] = typer.Option(None, "--key", help="de-identification key file (default: created once in ~/.config/synthmed/deid.key)"),
     workers: Optional[int] = typer.Option(None, "--workers", "-w", min=1, help="reader processes (default: min(2, CPUs))"),
     show_paths: bool = typer.Option(False, "--show-paths", help="name refused files by their real path on the console (paths may carry patient identifiers; they are never written to files)"),
 ) -> None:
     """Read, de-identify, normalise and split images by patient into a synthmed dataset."""
-    from synthmed.config import load_config
+    from synthmed.config import load_config, resolve_config_path
     from synthmed.data.ingest import ingest
     from synthmed.data.ingest_config import IngestConfig
 
-    cfg = load_config(config, IngestConfig)
+    cfg = load_config(resolve_config_path(config, "ingest"), IngestConfig)
     result = ingest(sources, out, cfg, metadata_csv=metadata, key_path=key, workers=workers,
                     show_paths=show_paths)
     table = Table(title=f"ingested into {result.out}", title_justify="left")

@@ -13,16 +13,16 @@ from synthmed.cli.app import app
 @app.command("train")
 def train_cmd(
     dataset: Path = typer.Argument(..., help="dataset folder written by `synthmed ingest`"),
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="training YAML (see configs/)"),
+    config: Optional[str] = typer.Option(None, "--config", "-c", help="training config: a shipped name (`synthmed configs`, e.g. demo, cxr-64) or a YAML path"),
     out: Path = typer.Option(..., "--out", "-o", help="run folder to write"),
     resume: bool = typer.Option(False, "--resume", help="continue from the run's last checkpoint"),
     steps: Optional[int] = typer.Option(None, "--steps", help="override the config's steps"),
 ) -> None:
     """Train a conditional diffusion model on the dataset's train split (the holdout is never read)."""
-    from synthmed.config import load_config
+    from synthmed.config import load_config, resolve_config_path
     from synthmed.models import TrainConfig, train
 
-    cfg = load_config(config, TrainConfig, overrides={"steps": steps} if steps else None)
+    cfg = load_config(resolve_config_path(config, "train"), TrainConfig, overrides={"steps": steps} if steps else None)
     run = train(dataset, cfg, out, resume=resume)
     import json
 
