@@ -107,8 +107,9 @@ def resolve_config_path(name_or_path: str | Path | None, kind: str) -> Path | No
     """A config path from a file path or a shipped config's name (`None` stays `None`: defaults).
 
     An existing file wins; something that looks like a path (a folder part or a .yaml/.yml
-    suffix) and does not exist is an error naming it; anything else is a shipped config's name
-    of this `kind` (`demo`, `public` or `audit-public`, `cxr-64` or `ingest-cxr-64`).
+    suffix) and is not a file is an error naming it; anything else is a shipped config's name
+    of this `kind` (`demo`, `public` or `audit-public`, `cxr-64` or `ingest-cxr-64`), even when a
+    folder of that name happens to be in the working directory (`synthmed demo --out demo`).
     """
     if name_or_path is None:
         return None
@@ -116,7 +117,7 @@ def resolve_config_path(name_or_path: str | Path | None, kind: str) -> Path | No
     if p.is_file():
         return p
     text = str(name_or_path)
-    if "/" in text or "\\" in text or p.suffix.lower() in (".yaml", ".yml") or p.exists():
+    if "/" in text or "\\" in text or p.suffix.lower() in (".yaml", ".yml"):
         names = ", ".join(c.name for c in shipped_configs(kind))
         if p.exists():
             raise ConfigError(f"{p}: is not a config file (a folder?); shipped {kind} configs: {names}")

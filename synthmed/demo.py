@@ -11,7 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from synthmed.config import load_config, resolve_config_path
+# The packaged files themselves, not a name lookup in the working directory: a user's `demo`
+# file or folder there must not change the demo.
+from synthmed.config import find_shipped_config, load_config
 
 
 @dataclass
@@ -22,7 +24,8 @@ class DemoResult:
 
 # `quick`: every stage still runs, with the smallest settings that exercise it (a smoke test of an
 # install, under a minute on 2 CPU cores). Its model draws noise and its audit has thin evidence.
-QUICK = {"patients": 80, "train_steps": 20, "encoder_steps": 20, "n_bootstrap": 200, "evaluate_n": 8}
+QUICK = {"patients": 80, "phantom_px": 64, "studies": (1, 2), "train_steps": 10, "batch_size": 8,
+         "encoder_steps": 10, "n_bootstrap": 200, "evaluate_n": 8}
 
 
 def run_demo(out: str | Path, *, patients: int | None = None, seed: int = 0, train: bool = True,
@@ -46,9 +49,10 @@ def run_demo(out: str | Path, *, patients: int | None = None, seed: int = 0, tra
         if on_stage is not None:
             on_stage(name, value)
 
-    done("phantoms", make_phantoms(out / "phantoms", patients=patients, seed=seed, kind="cxr"))
+    small = {"size": QUICK["phantom_px"], "studies_per_patient": QUICK["studies"]} if quick else {}
+    done("phantoms", make_phantoms(out / "phantoms", patients=patients, seed=seed, kind="cxr", **small))
     key = out / "demo-deid.key"
-    ingest_cfg = load_config(resolve_config_path("ingest-demo", "ingest"), IngestConfig)
+    ingest_cfg = load_config(find_shipped_config("ingest-demo").path, IngestConfig)
     done("ingest", ingest([out / "phantoms"], out / "dataset", config=ingest_cfg,
                           metadata_csv=out / "phantoms" / "metadata.csv", key_path=_demo_key(key, seed)))
     done("inspect", inspect_dataset(out / "dataset", out / "dataset" / "contact_sheet.png", seed=seed))
@@ -61,16 +65,17 @@ def run_demo(out: str | Path, *, patients: int | None = None, seed: int = 0, tra
     from synthmed.generate import generate_cohort
     from synthmed.models import TrainConfig, load, train as train_model
 
-    train_cfg = load_config(resolve_config_path("demo", "train"), TrainConfig, overrides={
-        "steps": QUICK["train_steps"], "warmup_steps": 5, "checkpoint_every": QUICK["train_steps"],
-        "sampling": {"steps": 5}} if quick else None)
+    train_cfg = load_config(find_shipped_config("demo").path, TrainConfig, overrides={
+        "steps": QUICK["train_steps"], "batch_size": QUICK["batch_size"], "warmup_steps": 2,
+        "checkpoint_every": QUICK["train_steps"], "sample_grid": 4, "sampling": {"steps": 5}}
+        if quick else None)
     run = train_model(out / "dataset", train_cfg, out / "run")
     done("train", run)
     model = load(run)
     done("generate", generate_cohort(model, patients // 2, out / "cohort", seed=seed))
     done("evaluate", evaluate_generator(model, Dataset.open(out / "dataset"), out / "evaluate",
                                         n=QUICK["evaluate_n"] if quick else 32, seed=seed))
-    profile = load_config(resolve_config_path("audit-public", "audit"), AuditProfile, overrides={
+    profile = load_config(find_shipped_config("audit-public").path, AuditProfile, overrides={
         "embedding": {"steps": QUICK["encoder_steps"]}, "n_bootstrap": QUICK["n_bootstrap"]}
         if quick else None)
     done("audit", run_audit(out / "dataset", out / "cohort", profile, out / "audit", seed=seed))

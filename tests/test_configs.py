@@ -52,6 +52,11 @@ def test_a_path_wins_and_none_means_defaults(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "demo").write_text("steps: 7\n")
     assert resolve_config_path("demo", "train") == Path("demo")
+    # ... but a folder of that name (`synthmed demo --out demo`) is not a config
+    (tmp_path / "public").mkdir()
+    assert resolve_config_path("public", "audit") == PACKAGE_CONFIGS / "audit-public.yaml"
+    with pytest.raises(ConfigError, match="is not a config file"):
+        resolve_config_path("public/", "audit")
 
 
 def test_unknown_name_lists_the_names_of_that_kind():

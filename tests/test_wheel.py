@@ -11,6 +11,7 @@ test asserts.
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -24,8 +25,14 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# Building, installing and one quick demo: ~40 s on 2 idle cores, more on a shared one.
+# Building, installing and one quick demo: measured 153 s wall on the 2-core box at load average
+# ~7 (the demo alone 137 s wall); most of it is CPU time shared with other jobs.
 pytestmark = pytest.mark.slow
+
+
+def _children_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
 
 
 def _run(argv, cwd, env, timeout=600):
@@ -80,12 +87,13 @@ def test_wheel_installs_and_runs_the_quick_demo(tmp_path):
     listing = _run([str(venv / "bin" / "synthmed"), "configs"], cwd=work, env=env).stdout
     assert {ln.split()[0] for ln in listing.splitlines() if ln.strip()} == {Path(s).stem for s in shipped}
 
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), _children_cpu()
     demo = _run([str(venv / "bin" / "synthmed"), "demo", "--quick", "--out", "demo"], cwd=work, env=env)
-    took = time.perf_counter() - t0
+    took, cpu = time.perf_counter() - t0, _children_cpu() - cpu0
     out = work / "demo"
     for f in ("dataset/dataset.json", "run/model_card.json", "cohort/cohort.json",
               "evaluate/evaluation.json", "audit/audit.json", "audit/report.html"):
         assert (out / f).is_file(), f
     assert "verdict" in demo.stdout
-    print(f"quick demo from the wheel: {took:.1f} s")
+    # Wall time depends on who else uses the machine; CPU time is the steadier figure.
+    print(f"quick demo from the wheel: {took:.1f} s wall, {cpu:.1f} s CPU")
