@@ -8,6 +8,9 @@ DEMO_OUT ?= demo-out
 # leaves torch out (but holds its requirements), and is installed with --no-deps, so nothing in
 # it can pull a multi-GB CUDA torch or nvidia-* / triton wheels.
 TORCH := torch==2.13.0
+# Extra pip flags for that one install, e.g. --index-url https://download.pytorch.org/whl/cpu on
+# a machine whose pip has no local CPU wheel.
+TORCH_PIP ?=
 LOCK := requirements/lock.txt
 # Where uv finds torch==2.13.0+cpu when it resolves the lock (a folder or an index page).
 TORCH_WHEELS ?= /opt/wheels
@@ -18,7 +21,7 @@ UV ?= $(shell command -v uv 2>/dev/null || echo $(VENV)/bin/uv)
 $(VENV)/.installed: pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q pip==26.3
-	$(PY) -m pip install -q --no-deps $(TORCH)
+	$(PY) -m pip install -q --no-deps $(TORCH_PIP) $(TORCH)
 	$(PY) -m pip install -q --no-deps -r $(LOCK)
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	# Fails when the lock misses a requirement of something installed (e.g. after editing
