@@ -43,13 +43,14 @@ def benches(out: Path, toy: Path, run: Path) -> list[Bench]:
     demo_cfg = str(ROOT / "synthmed" / "configs" / "demo.yaml")
     return [
         Bench("bench_phantoms.py", ["--patients", "20", "--workers", "2"]),
-        Bench("bench_dicom.py", ["--repeats", "1"], needs=("dicom",)),
+        Bench("bench_dicom.py", [str(SHARED / "dicom" / "ct-chest-jpeg2000"), "--repeats", "1"],
+              needs=("dicom/ct-chest-jpeg2000",)),
         Bench("bench_ingest.py", ["--repeats", "1", "--only", "ct-chest-jpeg2000",
                                   "--out", str(out / "results_ingest.md")], needs=("dicom/ct-chest-jpeg2000",)),
         Bench("bench_audit_nn.py", ["--sizes", "500", "1000", "--n", "500", "--skip-full",
                                     "--out", str(out / "results_audit_nn.md")], needs=("nih-cxr14-1000",)),
         Bench("bench_models.py", ["--size", "16", "--steps", "20", "--batch", "8", "--n", "8",
-                                  "--patients", "30", "--channels", "8,16,16", "--only-default",
+                                  "--patients", "30", "--channels", "16,16,32", "--only-default",
                                   "--device", "cpu", "--out", str(out / "bench_models")]),
         Bench("bench_models_3d.py", ["--shape", "8,16,8", "--steps", "3", "--ae-steps", "3",
                                      "--device", "cpu", "--out", str(out / "bench_models_3d")]),
