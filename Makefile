@@ -1,18 +1,32 @@
 # Two entry points for a fresh machine: `make demo` (the main job on built-in virtual patients)
-# and `make test` (the test suite). Each creates .venv on first use.
+# and `make test` (the test suite). Each creates .venv on first use, from requirements/lock.txt.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 DEMO_OUT ?= demo-out
+# torch is installed on its own, first: the CPU build, found through pip's find-links. The lock
+# leaves torch out (but holds its requirements), and is installed with --no-deps, so nothing in
+# it can pull a multi-GB CUDA torch or nvidia-* / triton wheels.
+TORCH := torch==2.13.0
+# Extra pip flags for that one install, e.g. --index-url https://download.pytorch.org/whl/cpu on
+# a machine whose pip has no local CPU wheel.
+TORCH_PIP ?=
+LOCK := requirements/lock.txt
+# Where uv finds torch==2.13.0+cpu when it resolves the lock (a folder or an index page).
+TORCH_WHEELS ?= /opt/wheels
+UV ?= $(shell command -v uv 2>/dev/null || echo $(VENV)/bin/uv)
 
-.PHONY: venv demo test bench clean
+.PHONY: venv demo test bench lock clean
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	# The CPU build of torch first: a bare `torch` requirement would pull a multi-GB CUDA build.
-	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q pip==26.3
+	$(PY) -m pip install -q --no-deps $(TORCH_PIP) $(TORCH)
+	$(PY) -m pip install -q --no-deps -r $(LOCK)
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	# Fails when the lock misses a requirement of something installed (e.g. after editing
+	# pyproject.toml without `make lock`).
+	$(PY) -m pip check
 	touch $@
 
 venv: $(VENV)/.installed
@@ -25,6 +39,18 @@ test: venv
 
 bench: venv
 	$(PY) benchmarks/run_all.py
+
+# Re-resolve requirements/lock.txt from pyproject.toml (runtime + the dev extra). Pins already in
+# the lock are kept where pyproject still allows them; `make lock UPGRADE=1` moves every package
+# to its newest allowed release. Review the diff (no nvidia-*, no triton, no torch) and commit it.
+lock:
+	@test -x "$(UV)" || { $(MAKE) venv && $(PY) -m pip install -q uv==0.13.9; }
+	$(UV) pip compile pyproject.toml --extra dev --python-version 3.11 \
+	    --python-platform x86_64-manylinux_2_28 \
+	    --override requirements/torch-cpu.txt --no-emit-package torch \
+	    --find-links $(TORCH_WHEELS) $(if $(UPGRADE),--upgrade) \
+	    --custom-compile-command "make lock" -o $(LOCK)
+	@! grep -E -i '^(nvidia|triton|torch)' $(LOCK) || { echo "lock pulls CUDA or torch; fix pyproject.toml" >&2; exit 1; }
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT)

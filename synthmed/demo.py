@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from synthmed.config import load_config
-
-CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+# The packaged files themselves, not a name lookup in the working directory: a user's `demo`
+# file or folder there must not change the demo.
+from synthmed.config import find_shipped_config, load_config
 
 
 @dataclass
@@ -22,11 +22,18 @@ class DemoResult:
     stages: dict[str, Any] = field(default_factory=dict)
 
 
-def run_demo(out: str | Path, *, patients: int = 120, seed: int = 0, train: bool = True,
-             on_stage: Callable[[str, Any], None] | None = None,
+# `quick`: every stage still runs, with the smallest settings that exercise it (a smoke test of an
+# install, under a minute on 2 CPU cores). Its model draws noise and its audit has thin evidence.
+QUICK = {"patients": 80, "phantom_px": 64, "studies": (1, 2), "train_steps": 10, "batch_size": 8,
+         "encoder_steps": 10, "n_bootstrap": 200, "evaluate_n": 8}
+
+
+def run_demo(out: str | Path, *, patients: int | None = None, seed: int = 0, train: bool = True,
+             quick: bool = False, on_stage: Callable[[str, Any], None] | None = None,
              overwrite: bool = False) -> DemoResult:
     """Run every stage into `out/`; `on_stage(name, result)` is called after each one.
 
+    `patients` defaults to 120 (80 when `quick`: the public profile needs 20 holdout patients).
     The demo folder is built in a staging folder beside `out` and moved into place when every
     stage is done (synthmed/io/folders.py); `overwrite` replaces a previous demo, and only one
     exactly as synthmed wrote it.
@@ -36,12 +43,13 @@ def run_demo(out: str | Path, *, patients: int = 120, seed: int = 0, train: bool
     final = Path(out)
     folders.prepare_output(final, "demo", overwrite)
     with folders.staged_output(final, "demo", overwrite) as stage:
-        result = _run_stages(stage, patients=patients, seed=seed, train=train, on_stage=on_stage)
+        result = _run_stages(stage, patients=patients, seed=seed, train=train, quick=quick,
+                             on_stage=on_stage)
     result.out = final
     return result
 
 
-def _run_stages(out: Path, *, patients: int, seed: int, train: bool,
+def _run_stages(out: Path, *, patients: int | None, seed: int, train: bool, quick: bool,
                 on_stage: Callable[[str, Any], None] | None) -> DemoResult:
     from synthmed.data.ingest import ingest
     from synthmed.data.ingest_config import IngestConfig
@@ -50,41 +58,45 @@ def _run_stages(out: Path, *, patients: int, seed: int, train: bool,
 
     out = Path(out)
     result = DemoResult(out=out)
+    if patients is None:
+        patients = QUICK["patients"] if quick else 120
 
     def done(name: str, value: Any) -> None:
         result.stages[name] = value
         if on_stage is not None:
             on_stage(name, value)
 
-    done("phantoms", make_phantoms(out / "phantoms", patients=patients, seed=seed, kind="cxr"))
+    small = {"size": QUICK["phantom_px"], "studies_per_patient": QUICK["studies"]} if quick else {}
+    done("phantoms", make_phantoms(out / "phantoms", patients=patients, seed=seed, kind="cxr", **small))
     key = out / "demo-deid.key"
-    ingest_cfg = load_config(_config("ingest-demo.yaml"), IngestConfig)
+    ingest_cfg = load_config(find_shipped_config("ingest-demo").path, IngestConfig)
     done("ingest", ingest([out / "phantoms"], out / "dataset", config=ingest_cfg,
                           metadata_csv=out / "phantoms" / "metadata.csv", key_path=_demo_key(key, seed)))
     done("inspect", inspect_dataset(out / "dataset", out / "dataset" / "contact_sheet.png", seed=seed))
     if not train:
         return result
 
-    from synthmed.audit import run_audit
+    from synthmed.audit import AuditProfile, run_audit
     from synthmed.data.dataset import Dataset
     from synthmed.evaluate import evaluate_generator
     from synthmed.generate import generate_cohort
     from synthmed.models import TrainConfig, load, train as train_model
 
-    train_cfg = load_config(_config("demo.yaml"), TrainConfig)
+    train_cfg = load_config(find_shipped_config("demo").path, TrainConfig, overrides={
+        "steps": QUICK["train_steps"], "batch_size": QUICK["batch_size"], "warmup_steps": 2,
+        "checkpoint_every": QUICK["train_steps"], "sample_grid": 4, "sampling": {"steps": 5}}
+        if quick else None)
     run = train_model(out / "dataset", train_cfg, out / "run")
     done("train", run)
     model = load(run)
     done("generate", generate_cohort(model, patients // 2, out / "cohort", seed=seed))
     done("evaluate", evaluate_generator(model, Dataset.open(out / "dataset"), out / "evaluate",
-                                        n=32, seed=seed))
-    done("audit", run_audit(out / "dataset", out / "cohort", _config("audit-public.yaml"),
-                            out / "audit", seed=seed))
+                                        n=QUICK["evaluate_n"] if quick else 32, seed=seed))
+    profile = load_config(find_shipped_config("audit-public").path, AuditProfile, overrides={
+        "embedding": {"steps": QUICK["encoder_steps"]}, "n_bootstrap": QUICK["n_bootstrap"]}
+        if quick else None)
+    done("audit", run_audit(out / "dataset", out / "cohort", profile, out / "audit", seed=seed))
     return result
-
-
-def _config(name: str) -> Path:
-    return CONFIGS / name
 
 
 def _demo_key(path: Path, seed: int) -> Path:

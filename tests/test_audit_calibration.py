@@ -4,6 +4,15 @@ the time, over random patient-level member / non-member splits of real NIH patie
 The generator samples mixtures of REFERENCE patients' images (plus noise); members and
 non-members are drawn at random from the other patients, so every split is a null case. The
 rules are the public profile's, applied by `verdict.evaluate` exactly as an audit applies them.
+
+The trained part is the one encoder. Spread over encoder seeds 0-3 (seeds 1-3 through a pytest
+plugin overriding ContrastiveEncoder's seed; 2-core CPU, torch 2.13.0, ~40 s a run): null splits
+failed 1, 2, 1, 1 of 50; mean AUCs within 0.004 of 0.5 (bound 0.03). The promise is a false-fail
+rate <= 5 %, but 50 splits estimate it with a binomial error of ~3 %: at the ~3 % rate seen, 3 or
+more failures happen 19 % of the time, so `<= 2 of 50` (the old `fail_rate <= 0.05`, met with no
+room at seed 1) would fail by chance on some machine. The bound is <= 4 of 50: above the worst
+seen by two, exceeded by chance 1.7 % of the time at a 3 % rate, and exceeded 57 % of the time by
+an audit that falsely fails 10 % of null splits.
 """
 
 from __future__ import annotations
@@ -47,7 +56,7 @@ def test_audit_fails_at_most_5_percent_of_null_splits(nih_cxr, capsys):
               f"an 'AUC upper bound < {prof.attacks.max_auc}' rule would fail "
               f"{res.n_failed_upper_bound_rule}/{res.n_splits}; mean AUCs {mean_auc}; {secs:.0f} s")
     assert res.n_splits == 50
-    assert res.fail_rate <= 0.05
+    assert res.n_failed <= 4, (res.n_failed, res.failed_rules)
     # the null really is null: the attacks average a coin toss
     for name, v in res.aucs.items():
         assert abs(np.mean(v) - 0.5) < 0.03, (name, np.mean(v))

@@ -112,6 +112,29 @@ def test_planted_copies_in_real_chest_xrays(nih_cxr):
     Planted at 1 % and 5 % of a cohort, per disguise, from distinct training images. A copy's flag
     depends only on the copy and on train/holdout, so one search over unseen + all planted images
     evaluates every cohort at once.
+
+    Only the encoder is trained, so only the encoder-space results vary between machines (BLAS,
+    CPU, dependency versions); the split, the copies and the pixel-space checks are fixed by
+    their seeds. Spread over encoder seeds 0-4 with this split (a /tmp script running this body
+    with `ContrastiveEncoder(seed=s)`, 2-core CPU, torch 2.13.0), and the CI machine of issue 8:
+
+        encoder seed        0      1      2      3      4      CI
+        copies found        0.978  0.956  0.923  0.967  0.978  0.967
+        unseen flagged      0.005  0.005  0.010  0.005  0.010  0.010
+        worst kind          0.923  0.692  0.615  0.846  0.923  -     (shift / crop_resize)
+        other kinds         1.000  1.000  1.000  1.000  1.000  -     (exact flip rotate gamma noise)
+        flag names source   1.000  1.000  1.000  1.000  1.000  -
+        top-1 mirrored enc  0.462  0.385  0.615  0.615  0.692  0.385 (pixels: 0.154 always)
+
+    With the split seed varied too (seeds 1, 2): found 0.952, 0.964; unseen flagged 0.005,
+    0.026; worst kind 0.833, 0.833; top-1 0.833 vs 0.25, 0.417 vs 0.25.
+    Bounds, each with room beyond the worst value seen with this split: found >= 0.85; unseen
+    <= 0.025 (the threshold is the 0.1 % quantile of holdout-to-train distances, with ~200
+    holdout images about their minimum, so ~1/200 of unseen images fall under it by chance; 5 of
+    200 has probability < 0.4 % under Binomial(200, 0.005));
+    shift and crop_resize (resampled, the hardest disguises; 13 copies each) >= 0.5, the other
+    kinds >= 0.9; a flag names the right source >= 0.95; the encoder's top-1 on mirrored copies
+    beats pixels by > 0.1 (the old bound, 0.3, failed on the CI machine at 0.231).
     """
     from _audit_data import load_nih, split_by_patient
 
@@ -140,13 +163,13 @@ def test_planted_copies_in_real_chest_xrays(nih_cxr):
     enc = ContrastiveEncoder(2, (64, 64), seed=0).fit(images[train], steps=150)
     e_train, e_hold, e_coh = enc.embed(images[train]), enc.embed(images[holdout]), enc.embed(cohort)
 
-    # the encoder sees through mirroring, pixels do not (measured: ~70 % vs ~20 % top-1)
+    # the encoder sees through mirroring better than pixels (spread in the docstring)
     mirrored = cohort[n_unseen:][kinds == "flip"]
     src_flip = sources[kinds == "flip"]
     pix = PixelEmbedder()
     top1_enc = np.mean(train[nearest(enc.embed(mirrored), e_train)[1][:, 0]] == src_flip)
     top1_pix = np.mean(train[nearest(pix.embed(mirrored), pix.embed(images[train]))[1][:, 0]] == src_flip)
-    assert top1_enc > top1_pix + 0.3, (top1_enc, top1_pix)
+    assert top1_enc > top1_pix + 0.1, (top1_enc, top1_pix)
 
     res = copy_search(cohort, images[train], images[holdout], [(e_coh, e_train, e_hold)])
     unseen_rate = res.flagged[:n_unseen].mean()
@@ -156,11 +179,14 @@ def test_planted_copies_in_real_chest_xrays(nih_cxr):
     by_rate = {r: float(hit[rates == r].mean()) for r in per_kind}
     msg = f"unseen {unseen_rate:.3f}, planted {hit.mean():.3f}, by kind {by_kind}, by rate {by_rate}"
     print(msg, f"threshold {res.threshold:.4f}", res.note)
-    assert hit.mean() >= 0.95, msg
-    assert unseen_rate <= 0.01, msg
-    assert min(by_kind.values()) >= 0.8, msg
+    assert hit.mean() >= 0.85, msg
+    assert unseen_rate <= 0.025, msg
+    resampled = ("shift", "crop_resize")
+    assert min(by_kind[k] for k in resampled) >= 0.5, msg
+    assert min(v for k, v in by_kind.items() if k not in resampled) >= 0.9, msg
     assert found_source[hit].mean() >= 0.95, msg  # a flag names the right training image
-    # exact and noisy copies are also caught in plain pixel space by the hard copy bound
+    # exact and noisy copies are also caught in plain pixel space by the hard copy bound (no
+    # training involved: fixed by the split; 0.0 here, 0.020 on split seed 1)
     pm = memorisation(pix.embed(cohort), pix.embed(images[train]), pix.embed(images[holdout]),
                       hard_copy_bound=PIXEL_HARD_COPY_BOUND, space="pixel")
     assert pm.flagged[n_unseen:][np.isin(kinds, ["exact"])].all()

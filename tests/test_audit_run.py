@@ -3,6 +3,10 @@
 The generators are built to have a known answer: copies of training images and a memorising
 kernel-density sampler must FAIL; the holdout images themselves and a sampler built only from the
 reference split (never the members) must PASS.
+
+The trained part is the module's encoder (20 steps). Spread: all 13 tests pass with encoder
+seeds 0-4 (seeds 1-4 through a pytest plugin that overrides ContrastiveEncoder's seed, 2-core
+CPU, torch 2.13.0, ~65 s a run): the verdicts and bounds here hold across encoder seeds.
 """
 
 from __future__ import annotations

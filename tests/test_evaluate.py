@@ -96,6 +96,15 @@ def _toy(n: int, seed: int):
 
 
 def test_classifier_learns_separable_task_and_round_trips(tmp_path):
+    """A trained classifier separates the toy findings; an untrained one does not reach the bar.
+
+    Spread over classifier seeds 0-7 with data seeds 10*s, 10*s+1, 10*s+2 (a /tmp script calling
+    this body, 2-core CPU, torch 2.13.0): trained AUC A and B 1.000 on all 8; label rate 1.000,
+    sample AUC 1.000, contrast p < 1e-34, noise never above chance on all 8. The untrained
+    network's mean AUC is not near 0.5 but anywhere in 0.019-0.909 (random features can
+    correlate with brightness either way), so the bound is < 0.95, the bar the trained one must
+    clear on each label, not < 0.9 (seed 7 gives 0.909).
+    """
     x, y = _toy(256, 0)
     xt, yt = _toy(128, 1)
     clf = LabelClassifier(2, (16, 16), ["A", "B"], channels=(8, 16), seed=0)
@@ -103,7 +112,7 @@ def test_classifier_learns_separable_task_and_round_trips(tmp_path):
     clf.fit(x, y, epochs=8, batch_size=32, lr=5e-3)
     s = clf.score(xt, yt)
     assert s["A"] > 0.95 and s["B"] > 0.95, s
-    assert untrained < 0.9
+    assert untrained < 0.95
     feats = clf.features(xt)
     assert feats.shape == (128, 16) and np.isfinite(feats).all()
     path = clf.save(tmp_path / "clf.safetensors")
@@ -123,6 +132,12 @@ def test_classifier_learns_separable_task_and_round_trips(tmp_path):
 
 
 def test_assignment_test_names_the_conditioned_finding_and_has_exact_chance():
+    """Spread over classifier seeds 0-7 (data seeds 10*s, 10*s+1, 10*s+2; shuffle seed 3+s; same
+    script as above): accuracy on conditioned samples 0.950-1.000 (bound > 0.9), p 0.0005 (the
+    permutation floor, bound < 0.001), accuracy on the real calibration images 0.929-1.000
+    (bound > 0.9); shuffled conditions |accuracy - chance| 0.008-0.058 (bound < 0.15), p
+    0.24-0.92 (bound > 0.01); all-A samples p 0.71-1.00 (bound > 0.4). Every bound held on all 8.
+    """
     x, y = _toy(256, 0)
     clf = LabelClassifier(2, (16, 16), ["A", "B"], channels=(8, 16), seed=0)
     clf.fit(x, y, epochs=8, batch_size=32, lr=5e-3)

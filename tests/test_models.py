@@ -66,9 +66,18 @@ def _losses(run: Path) -> np.ndarray:
 
 
 def test_training_reduces_loss_and_reads_only_the_train_split(toy2d, run2d):
+    """The loss falls over 20 tiny steps; training reads only the train split.
+
+    Spread of mean(last 5 losses) / mean(first 3) over training seeds 0-7 with toy-data seeds 1-8
+    (a /tmp script calling `train(make_toy_dataset(...), tiny_config(seed=s))`, 2-core CPU,
+    torch 2.13.0): 0.595, 0.543, 0.569, 0.542, 0.515, 0.449, 0.669, 0.533. A diffusion loss at
+    batch 8 is noisy (each step draws new timesteps), so the bound is 0.8, above the worst seen
+    (0.669; the earlier 0.7 was within 0.03 of it) and well below the ~1.0 of a model that does
+    not learn. final_loss < first_loss held on all 8 (closest: 0.563 vs 0.680).
+    """
     losses = _losses(run2d)
     assert len(losses) == 20 and np.isfinite(losses).all()
-    assert losses[-5:].mean() < 0.7 * losses[:3].mean(), losses
+    assert losses[-5:].mean() < 0.8 * losses[:3].mean(), losses
     from synthmed.data.dataset import Dataset
 
     ds = Dataset.open(toy2d, check_values=False)  # its holdout is poisoned with NaN on purpose

@@ -23,7 +23,7 @@ def audit_command(
     dataset: Path = typer.Option(..., "--dataset", help="ingested dataset folder (train = members, holdout = non-members)"),
     synthetic: Path = typer.Option(..., "--synthetic", help="synthetic cohort folder (or a plain folder of images)"),
     out: Path = typer.Option(..., "--out", help="folder for audit.json and report.html"),
-    profile: Optional[Path] = typer.Option(None, "--profile", help="audit profile YAML (default: the public profile)"),
+    profile: Optional[str] = typer.Option(None, "--profile", help="audit profile: a shipped name (public, controlled) or a YAML path (default: public)"),
     seed: int = typer.Option(0, "--seed", help="seed for the encoder and the bootstrap"),
     filter_: bool = typer.Option(False, "--filter", help="also write a copy of the cohort without flagged images and re-audit it"),
     encoder: Optional[Path] = typer.Option(None, "--encoder", help="local encoder weights (embedder.json + .safetensors) instead of training one"),
@@ -33,13 +33,15 @@ def audit_command(
 ) -> None:
     """Audit a synthetic cohort for membership leakage and copies; write audit.json and report.html."""
     from synthmed.audit import run_audit
+    from synthmed.config import resolve_config_path
 
     from synthmed.io.folders import prepare_output
 
     prepare_output(check_out_folder(out), "audit", overwrite)
     check_seed(seed)
-    result = run_audit(dataset, synthetic, profile, out, seed=seed, filter=filter_, encoder=encoder,
-                       overwrite=overwrite, allow_other_dataset=allow_other_dataset)
+    result = run_audit(dataset, synthetic, resolve_config_path(profile, "audit"), out, seed=seed,
+                       filter=filter_, encoder=encoder, overwrite=overwrite,
+                       allow_other_dataset=allow_other_dataset)
     console = Console()
     print_result(console, result)
     if result.filtered is not None or "filter" in result.audit:

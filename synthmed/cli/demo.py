@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import typer
 from rich.console import Console
@@ -16,12 +16,14 @@ from synthmed.errors import InputError
 @app.command("demo")
 def demo(
     out: Path = typer.Option(Path("demo-out"), "--out", help="Folder for every demo output."),
-    patients: int = typer.Option(120, "--patients", help="Virtual patients to make."),
+    patients: Optional[int] = typer.Option(None, "--patients", min=1, help="Virtual patients to make (default 120; 80 with --quick)."),
     seed: int = typer.Option(0, "--seed"),
     fresh: bool = typer.Option(True, "--fresh/--keep",
                                help="Replace a previous demo in --out (only a demo folder exactly as synthmed wrote it; --keep refuses instead)."),
     train: bool = typer.Option(True, "--train/--no-train",
                                help="Also train a tiny generator, sample a cohort and audit it."),
+    quick: bool = typer.Option(False, "--quick",
+                               help="Smallest settings that still run every stage (checks an install in under a minute; the model is not meant to be good)."),
 ) -> None:
     """Make virtual patients, ingest them, train, generate a cohort and audit it, on a laptop CPU."""
     from synthmed.demo import run_demo
@@ -41,7 +43,8 @@ def demo(
         text = folders.final_text(_describe(name, value))
         console.print(f"[bold green]✓[/] {name}: {text}")
 
-    run_demo(out, patients=patients, seed=seed, train=train, on_stage=show, overwrite=fresh)
+    run_demo(out, patients=patients, seed=seed, train=train, quick=quick, on_stage=show,
+             overwrite=fresh)
     console.print(f"\nAll outputs are in {out}/ (open {out}/audit/report.html for the privacy audit)"
                   if train else f"\nAll outputs are in {out}/")
 

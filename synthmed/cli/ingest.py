@@ -17,7 +17,7 @@ from synthmed.cli.options import check_int, check_out_folder
 def ingest_command(
     sources: list[Path] = typer.Argument(..., help="files or folders of DICOM, NIfTI, PNG/JPEG or .npz"),
     out: Path = typer.Option(..., "--out", "-o", help="dataset folder to write"),
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="ingest config YAML (configs/ingest-*.yaml)"),
+    config: Optional[str] = typer.Option(None, "--config", "-c", help="ingest config: a shipped name (`synthmed configs`, e.g. cxr-64) or a YAML path"),
     metadata: Optional[Path] = typer.Option(None, "--metadata", "-m", help="CSV with patient ID, labels, age, sex per file (NIH or file,patient_id,labels,age,sex); given but unusable is an error"),
     key: Optional[Path] = typer.Option(None, "--key", help="de-identification key file (default: created once in ~/.config/synthmed/deid.key)"),
     workers: Optional[int] = typer.Option(None, "--workers", "-w", help="reader processes (default: min(2, CPUs))"),
@@ -25,7 +25,7 @@ def ingest_command(
     show_paths: bool = typer.Option(False, "--show-paths", help="name refused files by their real path on the console (paths may carry patient identifiers; they are never written to files)"),
 ) -> None:
     """Read, de-identify, normalise and split images by patient into a synthmed dataset."""
-    from synthmed.config import load_config
+    from synthmed.config import load_config, resolve_config_path
     from synthmed.data.ingest import ingest
     from synthmed.data.ingest_config import IngestConfig
 
@@ -33,7 +33,7 @@ def ingest_command(
 
     prepare_output(check_out_folder(out), "dataset", overwrite)
     check_int(workers, "--workers", 1)
-    cfg = load_config(config, IngestConfig)
+    cfg = load_config(resolve_config_path(config, "ingest"), IngestConfig)
     result = ingest(sources, out, cfg, metadata_csv=metadata, key_path=key, workers=workers,
                     show_paths=show_paths, overwrite=overwrite)
     table = Table(title=f"ingested into {result.out}", title_justify="left")

@@ -14,18 +14,19 @@ from synthmed.cli.options import check_int, check_out_folder
 @app.command("train")
 def train_cmd(
     dataset: Path = typer.Argument(..., help="dataset folder written by `synthmed ingest`"),
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="training YAML (see configs/)"),
+    config: Optional[str] = typer.Option(None, "--config", "-c", help="training config: a shipped name (`synthmed configs`, e.g. demo, cxr-64) or a YAML path"),
     out: Path = typer.Option(..., "--out", "-o", help="run folder to write"),
     resume: bool = typer.Option(False, "--resume", help="continue from the run's last checkpoint"),
     steps: Optional[int] = typer.Option(None, "--steps", help="override the config's steps"),
 ) -> None:
     """Train a conditional diffusion model on the dataset's train split (the holdout is never read)."""
-    from synthmed.config import load_config
+    from synthmed.config import load_config, resolve_config_path
     from synthmed.models import TrainConfig, train
 
     check_out_folder(out)
     check_int(steps, "--steps", 1)
-    cfg = load_config(config, TrainConfig, overrides={"steps": steps} if steps is not None else None)
+    cfg = load_config(resolve_config_path(config, "train"), TrainConfig,
+                      overrides={"steps": steps} if steps is not None else None)
     run = train(dataset, cfg, out, resume=resume)
     import json
 
