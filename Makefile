@@ -8,7 +8,7 @@ DEMO_OUT ?= demo-out
 # leaves torch out (but holds its requirements), and is installed with --no-deps, so nothing in
 # it can pull a multi-GB CUDA torch or nvidia-* / triton wheels.
 TORCH := torch==2.13.0
-# Extra pip flags for that one install, e.g. --index-url https://download.pytorch.org/whl/cpu on
+# Extra pip flags for that one install, e.g. --index-url URL (PyTorch's CPU wheel index) on
 # a machine whose pip has no local CPU wheel.
 TORCH_PIP ?=
 LOCK := requirements/lock.txt
