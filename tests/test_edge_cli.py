@@ -115,3 +115,31 @@ def test_train_out_existing_file_refused_before_training(tiny, capsys):
     (tmp / "f").write_text("x")
     err = _cli_error(capsys, ["train", ds, "--config", cfg, "--out", tmp / "f"])
     assert "names an existing file" in err
+
+
+@pytest.fixture
+def tiny_run(tiny, capsys):
+    tmp, ds, cfg = tiny
+    with pytest.raises(SystemExit) as e:
+        main([str(a) for a in ["train", ds, "--config", cfg, "--out", tmp / "run"]])
+    assert e.value.code in (0, None)
+    capsys.readouterr()
+    return tmp, ds, tmp / "run"
+
+
+@pytest.mark.parametrize("extra, expect", [
+    (["--guidance", "nan"], "guidance"), (["--guidance", "inf"], "guidance"),
+    (["--guidance", "-1"], "guidance"), (["--steps", "0"], "steps"),
+])
+def test_sampling_numbers_are_refused_on_a_real_run_and_nothing_is_written(tiny_run, capsys, extra,
+                                                                           expect):
+    """Issue 9: `--guidance nan` once wrote an all-NaN cohort and invalid JSON, exit 0; `-1` was
+    accepted. With a real model in hand (so the run is opened), each is one line, exit 2, and
+    neither the cohort nor the evaluation folder appears."""
+    tmp, ds, run = tiny_run
+    err = _cli_error(capsys, ["sample", run, "--n", "2", "--out", tmp / "c"] + extra)
+    assert expect in err
+    assert not (tmp / "c").exists()
+    err = _cli_error(capsys, ["evaluate", run, "--dataset", ds, "--out", tmp / "e", "--n", "2"] + extra)
+    assert expect in err
+    assert not (tmp / "e").exists()
