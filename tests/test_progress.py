@@ -88,6 +88,8 @@ def test_audit_logs_its_stages(logging_on, tmp_path, capsys):
     cohort = write_plain_cohort(tmp_path / "c", np.asarray(d.images[d.indices("reference")]))
     run_audit(ds, cohort, public_profile(embedding={"steps": 5, "batch_size": 32}), tmp_path / "a", seed=0)
     err = capsys.readouterr().err
-    assert "synthmed: training the contrastive encoder on the train split: done in" in err
+    encoder = _lines(err, "audit encoder")  # the encoder's fit speaks step by step, with its loss
+    assert encoder[0].endswith("started") and encoder[-1].endswith("done"), err
+    assert "5/5 (100%)" in encoder[-1] and re.search(r" loss \d", encoder[-1]), err
     lines = _lines(err, "membership attacks") + _lines(err, "aligned copy search (registration)")
     assert lines and lines[-1].endswith("done") and "(100%)" in lines[-1], err

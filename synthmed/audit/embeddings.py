@@ -45,6 +45,7 @@ from torch import nn
 from synthmed.audit.augment import AugmentConfig, random_views
 from synthmed.errors import InputError
 from synthmed.io.atomic import atomic_path, write_json
+from synthmed.progress import make_progress
 
 EMBEDDER_FORMAT = "synthmed.embedder/1"
 MONAI_ARCHITECTURES = ("ResNet", "DenseNet121", "DenseNet169", "DenseNet201", "SEResNet50",
@@ -244,18 +245,22 @@ class ContrastiveEncoder(_TorchEmbedder):
         bs = min(batch_size, data.shape[0])
         self.net.train()
         losses, t0 = [], time.perf_counter()
-        for _ in range(steps):
-            idx = torch.randperm(data.shape[0], generator=g)[:bs]
-            x = data[idx]
-            v1 = random_views(x, self.spatial_dims, g, self.augment)
-            v2 = random_views(x, self.spatial_dims, g, self.augment)
-            z = self.head(self.net(torch.cat([v1, v2])))
-            loss = nt_xent(z[:bs], z[bs:], self.temperature)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            losses.append(float(loss.detach()))
+        # A 300-step fit takes minutes on a CPU: a batch job's log must show it moving (ETA).
+        with make_progress() as progress:
+            task = progress.add_task("audit encoder", total=steps, loss=float("nan"))
+            for step in range(steps):
+                idx = torch.randperm(data.shape[0], generator=g)[:bs]
+                x = data[idx]
+                v1 = random_views(x, self.spatial_dims, g, self.augment)
+                v2 = random_views(x, self.spatial_dims, g, self.augment)
+                z = self.head(self.net(torch.cat([v1, v2])))
+                loss = nt_xent(z[:bs], z[bs:], self.temperature)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                losses.append(float(loss.detach()))
+                progress.update(task, advance=1, loss=losses[-1])
         self.net.eval()
         self.history = {"steps": steps, "batch_size": bs, "lr": lr, "temperature": self.temperature,
                         "n_images": int(imgs.shape[0]), "seed": self.seed,

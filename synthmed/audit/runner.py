@@ -29,7 +29,6 @@ from synthmed.data.dataset import Dataset
 from synthmed.data.values import intensity_range
 from synthmed.errors import InputError
 from synthmed.io.atomic import write_json
-from synthmed.progress import console, progress_enabled, progress_logging
 from synthmed.provenance import hash_id_list, provenance
 
 AUDIT_SCHEMA = "synthmed.audit/1"
@@ -382,8 +381,7 @@ def run_audit(dataset: Path, cohort: Path, profile: "AuditProfile | Path | str |
     # would measure membership against people the model never saw.
     other = check_trained_on(ds, str(co.info.get("dataset_fingerprint", "")),
                              f"the model of the cohort {co.root}", allow_other_dataset)
-    embedder = _status("training the contrastive encoder on the train split",
-                       lambda: fit_encoder(inputs, prof, seed, Path(encoder) if encoder else None))
+    embedder = fit_encoder(inputs, prof, seed, Path(encoder) if encoder else None)
     result = audit_inputs(inputs, prof, out, seed=seed, embedder=embedder,
                           dataset_fingerprint=ds.fingerprint(), cohort_fingerprint=co.fingerprint(),
                           encoder_given=encoder is not None)
@@ -419,22 +417,6 @@ def write_outputs(result: AuditResult, encoder_to_save=None) -> None:
         encoder_to_save.save(out / "encoder")
     if result.report is not None:
         write_report(out / "report.html", result.report)
-
-
-def _status(text: str, fn):
-    if progress_enabled():
-        with console.status(text):
-            return fn()
-    if progress_logging():  # a batch job's log: say what runs and how long it took
-        import sys
-        import time
-
-        print(f"synthmed: {text}: started", file=sys.stderr, flush=True)
-        t0 = time.perf_counter()
-        out = fn()
-        print(f"synthmed: {text}: done in {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
-        return out
-    return fn()
 
 
 def audit_inputs(inputs: Inputs, prof: AuditProfile, out: Path, *, seed: int, embedder,
