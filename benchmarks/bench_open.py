@@ -14,10 +14,8 @@ Shapes are the shipped ingest configs' (cxr 64x64, MRI 48x56x48); the pixel valu
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +27,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from synthmed.data.cohort import Cohort, write_cohort  # noqa: E402
 from synthmed.data.dataset import Dataset  # noqa: E402
 from synthmed.data.records import CohortRecord  # noqa: E402
+from _timing import full_read, median_time  # noqa: E402
 
 
 def _write_dataset(root: Path, n: int, shape: tuple[int, ...]) -> Path:
@@ -62,28 +61,13 @@ def _write_cohort(root: Path, n: int, shape: tuple[int, ...]) -> Path:
     return write_cohort(root, images, [CohortRecord(index=i, patient=f"SYN-{i:06d}") for i in range(n)], {})
 
 
-def _time(fn, repeats: int) -> float:
-    out = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t)
-    return statistics.median(out)
-
-
-def _full_read(path: Path) -> None:
-    a = np.load(path, mmap_mode="r")
-    for i in range(0, a.shape[0], 1024):
-        np.asarray(a[i:i + 1024], dtype=np.float32).copy()
-
-
 def measure(name: str, folder: Path, opener, module, repeats: int) -> dict:
     from synthmed.data.array_store import open_array
     from synthmed.data.values import check_values
 
-    opened = _time(lambda: opener(folder), repeats)
-    value_pass = _time(lambda: check_values(open_array(folder / "images.npy"), "x"), repeats)
-    read = _time(lambda: _full_read(folder / "images.npy"), repeats)
+    opened = median_time(lambda: opener(folder), repeats)
+    value_pass = median_time(lambda: check_values(open_array(folder / "images.npy"), "x"), repeats)
+    read = median_time(lambda: full_read(folder / "images.npy"), repeats)
     size = (folder / "images.npy").stat().st_size / 2**20
     print(f"{name:34s} {size:5.0f} MiB  Cohort/Dataset.open {opened:6.3f} s, of which the value pass "
           f"{value_pass:6.3f} s = {value_pass / read:4.2f}x one full read of images.npy "

@@ -19,7 +19,6 @@ with write_cohort as `synthmed sample` does). For each:
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
 import time
@@ -38,23 +37,9 @@ from synthmed.data.ingest_config import IngestConfig  # noqa: E402
 from synthmed.data.inspect import inspect_dataset  # noqa: E402
 from synthmed.data.records import CohortRecord  # noqa: E402
 from synthmed.io import folders  # noqa: E402
+from _timing import full_read, median_time  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
-
-
-def _median(fn, repeats: int) -> float:
-    out = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t)
-    return statistics.median(out)
-
-
-def _full_read(path: Path) -> None:
-    a = np.load(path, mmap_mode="r")
-    for i in range(0, a.shape[0], 1024):
-        np.asarray(a[i:i + 1024], dtype=np.float32).copy()
 
 
 def _size_mib(root: Path) -> float:
@@ -69,12 +54,12 @@ def dataset_case(name: str, src: Path, tmp: Path, repeats: int) -> dict:
     t = time.perf_counter()
     ingest([src / "images"], out, cfg, metadata_csv=src / "metadata.csv", key_path=key, workers=2)
     t_ingest = time.perf_counter() - t
-    t_stamp = _median(lambda: folders.file_digests(out), repeats)  # what stamp() hashes
-    t_verify = _median(lambda: folders.verify(out, "dataset"), repeats)
-    t_quick = _median(lambda: folders.verify(out, "dataset", quick=True), repeats)
-    t_open = _median(lambda: Dataset.open(out), repeats)
-    t_inspect = _median(lambda: inspect_dataset(out, tmp / f"{name}-sheet.png"), repeats)
-    t_read = _median(lambda: _full_read(out / "images.npy"), repeats)
+    t_stamp = median_time(lambda: folders.file_digests(out), repeats)  # what stamp() hashes
+    t_verify = median_time(lambda: folders.verify(out, "dataset"), repeats)
+    t_quick = median_time(lambda: folders.verify(out, "dataset", quick=True), repeats)
+    t_open = median_time(lambda: Dataset.open(out), repeats)
+    t_inspect = median_time(lambda: inspect_dataset(out, tmp / f"{name}-sheet.png"), repeats)
+    t_read = median_time(lambda: full_read(out / "images.npy"), repeats)
     row = {"name": name, "mib": _size_mib(out), "images": len(Dataset.open(out)),
            "ingest_s": t_ingest, "stamp_s": t_stamp, "verify_s": t_verify, "quick_s": t_quick,
            "open_s": t_open, "inspect_s": t_inspect, "read_s": t_read}
@@ -97,11 +82,11 @@ def cohort_case(tmp: Path, repeats: int, n: int = 10000) -> dict:
         k["i"] += 1
         write_cohort(out, images, records, {}, overwrite=k["i"] > 1)
 
-    t_write = _median(write, repeats)
-    t_stamp = _median(lambda: folders.file_digests(out), repeats)
-    t_verify = _median(lambda: folders.verify(out, "cohort"), repeats)
-    t_open = _median(lambda: Cohort.open(out), repeats)
-    t_read = _median(lambda: _full_read(out / "images.npy"), repeats)
+    t_write = median_time(write, repeats)
+    t_stamp = median_time(lambda: folders.file_digests(out), repeats)
+    t_verify = median_time(lambda: folders.verify(out, "cohort"), repeats)
+    t_open = median_time(lambda: Cohort.open(out), repeats)
+    t_read = median_time(lambda: full_read(out / "images.npy"), repeats)
     row = {"name": "cohort10k", "mib": _size_mib(out), "images": n, "write_s": t_write,
            "stamp_s": t_stamp, "verify_s": t_verify, "open_s": t_open, "read_s": t_read}
     print(f"cohort 10000 x 64x64, {row['mib']:.0f} MiB: verify {t_verify:.3f} s "

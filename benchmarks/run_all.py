@@ -69,6 +69,9 @@ def benches(out: Path, toy: Path, run: Path) -> list[Bench]:
                              "--n", "4", "--top", "2", "--batch", "8", "--sample-steps", "5",
                              "--threads", "1", "--fig-dir", str(out / "cxr" / "figures")],
               needs=("nih-cxr14-1000",)),
+        Bench("bench_pixels.py", ["--n-text", "20", "--n-time", "3"], needs=("nih-cxr14-1000",)),
+        Bench("bench_open.py", ["--repeats", "1"]),
+        Bench("bench_verify.py", ["--repeats", "1", "--skip-knee"], needs=("nih-cxr14-1000",)),
     ]
 
 

@@ -12,6 +12,8 @@ Patients are split (by patient) into train / holdout / reference.
 
 from __future__ import annotations
 
+import csv
+
 import json
 from pathlib import Path
 from typing import Sequence
@@ -90,3 +92,15 @@ def make_toy_dataset(root: str | Path, n_patients: int = 12, images_per_patient:
     write_json(root / "ingest_report.json", {"read": len(records), "kept": len(records), "refused": []})
     folders.stamp(root, "dataset")  # the commit point, as ingest makes it
     return root
+
+
+def edit_manifest(path: Path, edit) -> None:
+    """Rewrite a manifest.csv by hand, as a user editing it would: `edit(rows) -> rows`."""
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    fields = list(rows[0])
+    rows = edit(rows)
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=fields, lineterminator="\n")
+        w.writeheader()
+        w.writerows(rows)

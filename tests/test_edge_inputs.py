@@ -7,7 +7,6 @@ JSON or not ours, a manifest edited by hand.
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import numpy as np
 import pytest
 import yaml
 
-from helpers_dataset import make_toy_dataset
+from helpers_dataset import edit_manifest, make_toy_dataset
 from helpers_nih import toy_dataset, write_plain_cohort
 from synthmed.cli import main
 from synthmed.data.cohort import Cohort
@@ -173,17 +172,6 @@ def test_broken_cohort_json(toy, capsys, content, expect):
     assert expect in _cli_error(capsys, _audit_args(tmp, ds, cohort))
 
 
-def _edit_manifest(path: Path, edit) -> None:
-    with open(path, newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    fields = list(rows[0])
-    rows = edit(rows)
-    with open(path, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=fields, lineterminator="\n")
-        w.writeheader()
-        w.writerows(rows)
-
-
 def _move_patient(rows):
     patient = next(r["patient"] for r in rows if r["split"] == "train")
     first = next(r for r in rows if r["patient"] == patient)
@@ -207,7 +195,7 @@ def _set(i: int, key: str, value: str):
 ])
 def test_edited_dataset_manifest_is_refused(toy, capsys, edit, expect):
     tmp, ds, images = toy
-    _edit_manifest(ds / "manifest.csv", edit)
+    edit_manifest(ds / "manifest.csv", edit)
     with pytest.raises(InputError, match="manifest.csv"):
         Dataset.open(ds)
     cohort = write_plain_cohort(tmp / "c", images[:30])
@@ -217,7 +205,7 @@ def test_edited_dataset_manifest_is_refused(toy, capsys, edit, expect):
 def test_cohort_manifest_index_out_of_range(toy, capsys):
     tmp, ds, images = toy
     cohort = write_plain_cohort(tmp / "c", images[:30])
-    _edit_manifest(cohort / "manifest.csv", _set(2, "index", "30"))
+    edit_manifest(cohort / "manifest.csv", _set(2, "index", "30"))
     assert "line 4: index 30 is out of range" in _cli_error(capsys, _audit_args(tmp, ds, cohort))
 
 

@@ -8,7 +8,6 @@ audited or evaluated against a dataset it never saw.
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import subprocess
@@ -19,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers_dataset import make_toy_dataset
+from helpers_dataset import edit_manifest, make_toy_dataset
 from helpers_nih import toy_dataset, write_plain_cohort
 from synthmed.cli import main
 from synthmed.data.cohort import Cohort, write_cohort
@@ -261,17 +260,6 @@ def test_audit_killed_at_every_rename_leaves_old_or_new(tmp_path, monkeypatch):
 
 
 # ------------------------------------------------------------------ item 4: verified on open
-def _edit_manifest(path: Path, edit) -> None:
-    with open(path, newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    fields = list(rows[0])
-    rows = edit(rows)
-    with open(path, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=fields, lineterminator="\n")
-        w.writeheader()
-        w.writerows(rows)
-
-
 def _move_patient(rows):
     patient = next(r["patient"] for r in rows if r["split"] == "train")
     for r in rows:
@@ -294,7 +282,7 @@ def _split_typo(rows):
 def test_edited_manifest_is_refused_by_its_fingerprint(tmp_path, capsys, edit):
     ds = make_toy_dataset(tmp_path / "ds", n_patients=10)
     original = Dataset.open(ds).fingerprint()
-    _edit_manifest(ds / "manifest.csv", edit)
+    edit_manifest(ds / "manifest.csv", edit)
     with pytest.raises(InputError, match=r"manifest\.csv: changed since synthmed wrote it"):
         folders.verify(ds, "dataset")
     with pytest.raises(InputError, match="manifest.csv"):
