@@ -382,3 +382,56 @@ def test_a_run_is_typed_too(tmp_path):
     (run / "losses.csv").write_text("step,loss\n")  # any change since the last commit
     with pytest.raises(InputError, match=r"losses\.csv: changed since synthmed wrote it"):
         load(run)
+
+
+_KILL_AT_RENAME = r"""
+import os, sys
+from pathlib import Path
+from synthmed.io import folders
+from synthmed.data.ingest import ingest
+
+kill_at = int(sys.argv[1])
+calls = {"n": 0}
+def killed(fn):
+    def call(*args, **kw):
+        calls["n"] += 1
+        if calls["n"] == kill_at:
+            os._exit(137)  # no finally blocks, no cleanup: what SIGKILL leaves
+        return fn(*args, **kw)
+    return call
+os.replace = killed(os.replace)
+folders._exchange = killed(folders._exchange)
+ingest([Path(sys.argv[2])], Path(sys.argv[3]), key_path=Path(sys.argv[4]), workers=1, overwrite=True)
+"""
+
+
+def test_ingest_really_killed_at_every_rename_leaves_old_or_new(tmp_path):
+    """The in-process test above interrupts with an exception, so `finally` blocks still run; a
+    real kill runs nothing. Here a child process dies with os._exit at its k-th rename (every
+    os.replace and the atomic swap), for each k: the target is always the old dataset or the new
+    one and verifies; what the dead writer left beside it is cleared by the next writer."""
+    from synthmed.data.ingest import ingest
+
+    old_src, new_src = _png_corpus(tmp_path / "a", n=12, seed=1), _png_corpus(tmp_path / "b", n=12, seed=2)
+    key = _key(tmp_path)
+    ingest([new_src], tmp_path / "ref", key_path=key, workers=1)
+    new_fp = folders.verify(tmp_path / "ref").fingerprint
+    target = tmp_path / "ds"
+    ingest([old_src], target, key_path=key, workers=1)
+    old_fp = folders.verify(target).fingerprint
+    env = dict(os.environ, PYTHONPATH=str(ROOT), SYNTHMED_NO_PROGRESS="1", OMP_NUM_THREADS="1")
+    seen = []
+    for k in range(1, 20):
+        proc = subprocess.run([sys.executable, "-c", _KILL_AT_RENAME, str(k), str(new_src),
+                               str(target), str(key)], env=env, capture_output=True, text=True,
+                              timeout=300)
+        fp = folders.verify(target, "dataset").fingerprint
+        assert fp in (old_fp, new_fp), f"a mix after a kill at rename {k}"
+        seen.append("new" if fp == new_fp else "old")
+        if proc.returncode == 0:
+            break
+        assert proc.returncode == 137, proc.stderr
+    assert seen[-1] == "new" and len(seen) > 2, seen
+    ingest([new_src], target, key_path=key, workers=1, overwrite=True)  # the next writer
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".ds.")] == []
+    assert folders.verify(target, "dataset").fingerprint == new_fp
