@@ -96,18 +96,51 @@ def cohort_case(tmp: Path, repeats: int, n: int = 10000) -> dict:
     return row
 
 
+def audit_case(name: str, dataset: Path, cohort: Path, tmp: Path) -> dict:
+    """Verifying on open as a share of the command that certifies: one full `run_audit` (shipped
+    public profile) timed in this run, against the verification of the two folders it opens."""
+    from synthmed.audit import run_audit
+
+    t_verify = (median_time(lambda: folders.verify(dataset, "dataset"), 3)
+                + median_time(lambda: folders.verify(cohort, "cohort"), 3))
+    t = time.perf_counter()
+    run_audit(dataset, cohort, ROOT / "configs" / "audit-public.yaml", tmp / f"audit-{name}", seed=0)
+    t_audit = time.perf_counter() - t
+    print(f"audit {name}: {t_audit:.1f} s, of which verifying the dataset and the cohort on open "
+          f"{t_verify:.3f} s = {100 * t_verify / t_audit:.2f} %", flush=True)
+    return {"name": name, "audit_s": t_audit, "verify_s": t_verify}
+
+
+def _holdout_cohort(dataset: Path, out: Path) -> Path:
+    d = Dataset.open(dataset)
+    idx = d.indices("holdout")
+    images = np.asarray(d.images[idx])
+    return write_cohort(out, images, [CohortRecord(index=i, patient=f"SYN-{i:06d}")
+                                      for i in range(len(idx))], {})
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--skip-knee", action="store_true")
+    ap.add_argument("--audit", action="store_true",
+                    help="also time a full audit per folder (minutes) for the share of the command")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-verify-") as tmp:
         tmp = Path(tmp)
+        done = []
         if (SHARED / "nih-cxr14-1000").is_dir():
             dataset_case("nih", SHARED / "nih-cxr14-1000", tmp, args.repeats)
+            done.append("nih")
         if not args.skip_knee and (SHARED / "knee-oa-8260").is_dir():
             dataset_case("knee", SHARED / "knee-oa-8260", tmp, args.repeats)
+            done.append("knee")
         cohort_case(tmp, args.repeats)
+        if args.audit:
+            for name in done:
+                audit_case(name, tmp / name, _holdout_cohort(tmp / name, tmp / f"{name}-holdout"), tmp)
+            if "nih" in done:  # the 10k cohort against the NIH dataset
+                audit_case("nih-vs-cohort10k", tmp / "nih", tmp / "cohort10k", tmp)
 
 
 if __name__ == "__main__":
