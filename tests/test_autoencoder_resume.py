@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
 from helpers_dataset import make_toy_dataset
 from synthmed.config import validate_config
@@ -14,6 +13,7 @@ from synthmed.errors import InputError
 from synthmed.models import TrainConfig, train
 from synthmed.models.checkpoint import CheckpointError
 from synthmed.provenance import sha256_file
+from test_models import one_thread  # noqa: F401 (one_thread: autouse fixture)
 
 
 def latent_config(**over) -> TrainConfig:
@@ -26,14 +26,6 @@ def latent_config(**over) -> TrainConfig:
                        "batch_size": 4, "latent_channels": 2}}
     base.update(over)
     return validate_config(base, TrainConfig)
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_kill_in_the_autoencoder_stage_then_resume_equals_an_uninterrupted_run(tmp_path, monkeypatch):
