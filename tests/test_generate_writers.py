@@ -173,6 +173,15 @@ def test_dx_is_for_presentation_with_a_window_that_shows_the_sampled_image(cohor
     assert np.allclose((shown - lo) / (hi - lo), img, atol=2e-4)
 
 
+def test_series_slices_are_the_bytes_pydicom_itself_writes(cohorts):
+    from synthmed.phantoms.dicom_writer import encode_file
+
+    for modality in ("CT", "MR"):
+        root, rows = cohorts[modality]
+        for f in dicom_files(root, rows[1]):
+            assert f.read_bytes() == encode_file(pydicom.dcmread(f)), f
+
+
 # -------------------------------------------------------------------------------- hierarchy
 def test_patient_study_series_hierarchy_is_consistent_and_uids_come_from_the_seed(cohorts):
     root, rows = cohorts["CT"]
