@@ -17,8 +17,8 @@ from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
 from synthmed.errors import InputError
 from synthmed.generate.documents import (NOTICE, SourceSummary, build_data_card,
-                                         check_sha256sums, write_data_card, write_provenance,
-                                         write_sha256sums)
+                                         check_sha256sums, read_data_card, write_data_card,
+                                         write_provenance, write_sha256sums)
 from synthmed.generate.manifest import (ManifestRow, manifest_csv, read_manifest_rows,
                                         write_manifest)
 from synthmed.generate.study import CohortContext, SyntheticStudy, VirtualPatient
@@ -422,6 +422,11 @@ def test_data_card_says_what_the_cohort_is_and_the_audit_tier_and_power(cohorts,
     text = md.read_text()
     assert "**tier**: public" in text and "min_excluded_auc: 0.6" in text
     assert json.loads(js.read_text())["audit"] == audit
+    back = read_data_card(tmp_path)
+    assert back.source == _source() and back.audit == audit and back.cohort == card.cohort
+    js.write_text("{}")
+    with pytest.raises(InputError, match="not a synthmed data card"):
+        read_data_card(tmp_path)
 
 
 def test_data_card_refuses_a_pseudonym_and_writes_nothing(cohorts, tmp_path):

@@ -105,7 +105,6 @@ def _base(out: StudyOutput, sop_class: str) -> Dataset:
     ds.PatientSex = study.patient.sex if study.patient.sex in ("F", "M") else ""
     if study.age is not None and study.age == study.age:
         ds.PatientAge = f"{min(int(study.age), 999):03d}Y"
-    ds.PatientIdentityRemoved = "NO"  # nothing was removed: there never was an identity
     ds.StudyInstanceUID = uids.study
     ds.SeriesInstanceUID = uids.series
     ds.FrameOfReferenceUID = uids.frame_of_reference
