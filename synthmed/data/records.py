@@ -48,7 +48,7 @@ class CohortRecord:
     days_since_first: int = 0
     study_date: str = ""            # SYNTHETIC_EPOCH + offsets, never a date from the data
     seed: str = ""                  # the study's sampling seed (text: it may exceed 2^53)
-    strength: float = math.nan      # SDEdit strength of a follow-up; empty for a first study
+    followup_strength: float = math.nan  # SDEdit strength of a follow-up; empty for a first study
 
 
 def _fmt(value: object) -> str:

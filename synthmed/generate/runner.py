@@ -32,19 +32,20 @@ import math
 import os
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from synthmed.data.records import CohortRecord, records_to_csv
 from synthmed.errors import InputError
+from synthmed.generate.manifest import ManifestRow, write_manifest
 from synthmed.generate.patients import PatientPlan, draw_patient
 from synthmed.generate.spec import CohortSpec
-from synthmed.generate.study import SYNTHETIC_EPOCH, CohortContext, SyntheticStudy
+from synthmed.generate.study import CohortContext, SyntheticStudy
 from synthmed.io import folders
-from synthmed.io.atomic import dumps_json, save_npy, write_json, write_text
+from synthmed.generate.writers import write_study
+from synthmed.io.atomic import save_npy, write_json
 from synthmed.provenance import provenance, sha256_file, sha256_json
 
 STATE = "generate.json"
@@ -133,7 +134,8 @@ def context_for(pipe, spec: CohortSpec) -> CohortContext:
         cohort_seed=spec.seed, model_hash=pipe.model_hash, synthmed_version=__version__,
         spatial_dims=dims, modality=modality, sampling=_settings(pipe, spec).as_dict(),
         spacing=spacing, intensity_window=tuple(window) if window else None,
-        label_vocabulary=tuple(pipe.label_vocabulary))
+        label_vocabulary=tuple(pipe.label_vocabulary), spec_sha256=spec_digest(spec),
+        body_part=str(pipe.info.get("body_part") or ""))
 
 
 def _settings(pipe, spec: CohortSpec):
@@ -179,43 +181,47 @@ def _study(plan: PatientPlan, s: int, image: np.ndarray, strength: float | None,
 
 # ---------------------------------------------------------------------------------- formats
 def write_formats(studies: list[SyntheticStudy], ctx: CohortContext, root: Path,
-                  formats: list[str]) -> list[str]:
-    """Write `studies` in `formats` under `root` (atomically, file by file); return the paths
-    written, relative to `root`. The one place the writers (generate/writers/) are called."""
-    if not formats:
-        return []
-    try:
-        from synthmed.generate.writers import write_study
-    except ImportError:
-        raise InputError(f"formats {formats}: this synthmed has no file writers "
-                         "(synthmed.generate.writers); use formats: []") from None
-    paths: list[str] = []
+                  formats: list[str]) -> list[ManifestRow]:
+    """Write `studies` in `formats` under `root` (each file atomically, by generate/writers/);
+    return their manifest rows (with no format, the rows alone). The one place writers are
+    called. A follow-up's row states the denoising steps its SDEdit pass really took."""
+    rows: list[ManifestRow] = []
     for st in studies:
-        for row in write_study(st, ctx, root, list(formats)):
-            for p in _row_paths(row):
-                if p not in paths:
-                    paths.append(p)
-    return paths
+        c = ctx
+        if st.followup_strength is not None:
+            from synthmed.generate.pipeline import sdedit_steps
 
-
-def _row_paths(row: Any) -> list[str]:
-    paths = getattr(row, "paths", None)
-    if isinstance(paths, dict):
-        return [str(v) for v in paths.values() if v]
-    return []
-
-
-# ---------------------------------------------------------------------------------- records
-def _records(studies: list[SyntheticStudy]) -> list[dict[str, Any]]:
-    rows = []
-    for st in studies:
-        rows.append({"patient": st.patient.patient_id, "study_index": st.study_index,
-                     "days_since_first": st.days_since_first, "study_date": st.date.isoformat(),
-                     "labels": list(st.labels), "age": st.age, "sex": st.patient.sex,
-                     "seed": str(st.seed), "strength": st.followup_strength})
+            steps = sdedit_steps(int(ctx.sampling["steps"]), st.followup_strength)
+            c = replace(ctx, sampling={**ctx.sampling, "steps": steps})
+        rows += write_study(st, c, root, list(formats))
     return rows
 
 
+def _row_to_json(row: ManifestRow) -> dict[str, Any]:
+    d = asdict(row)
+    d["labels"] = list(row.labels)
+    return d
+
+
+def _row_from_json(d: dict[str, Any]) -> ManifestRow:
+    return ManifestRow(**{**d, "labels": tuple(d["labels"]), "paths": dict(d["paths"])})
+
+
+def _context_to_json(ctx: CohortContext) -> dict[str, Any]:
+    return asdict(ctx)
+
+
+def _context_from_json(d: dict[str, Any]) -> CohortContext:
+    d = dict(d)
+    for key in ("spacing", "label_vocabulary", "patient_orientation"):
+        if key in d and d[key] is not None:
+            d[key] = tuple(d[key])
+    if d.get("intensity_window") is not None:
+        d["intensity_window"] = tuple(d["intensity_window"])
+    return CohortContext(**d)
+
+
+# ---------------------------------------------------------------------------------- records
 def _patient_files(work: Path, pid: str) -> tuple[Path, Path]:
     return work / "patients" / f"{pid}.npy", work / "patients" / f"{pid}.json"
 
@@ -244,10 +250,17 @@ def _save_patient(work: Path, studies: list[SyntheticStudy], ctx: CohortContext,
     npy, rec_path = _patient_files(work, pid)
     rec_path.unlink(missing_ok=True)  # a stale record must never vouch for new files
     save_npy(npy, np.stack([st.image for st in studies]).astype(np.float32))
-    rels = [npy.relative_to(work).as_posix(), *write_formats(studies, ctx, work, formats)]
-    files = {rel: sha256_file(work / rel) for rel in rels}
+    rows = write_formats(studies, ctx, work, formats)
+    rels = [npy.relative_to(work).as_posix()]
+    for row in rows:
+        for rel in row.paths.values():
+            path = work / rel
+            for f in (sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]):
+                rels.append(f.relative_to(work).as_posix())
+    files = {rel: sha256_file(work / rel) for rel in dict.fromkeys(rels)}
+    # Written last: the patient is finished when this exists and its files match.
     write_json(rec_path, {"patient": pid, "index": studies[0].patient.index,
-                          "studies": _records(studies), "files": files})
+                          "rows": [_row_to_json(r) for r in rows], "files": files})
 
 
 # ---------------------------------------------------------------------------------- the run
@@ -270,8 +283,12 @@ def _state(pipe, spec: CohortSpec) -> dict[str, Any]:
     if max(spec.studies.distribution()) > 1:
         info["followup_sampling"] = {**settings.as_dict(), "strength": spec.followup.strength,
                                      "steps": sdedit_steps(settings.steps, spec.followup.strength)}
+    source = {"dataset_fingerprint": info["dataset_fingerprint"],
+              "modality": context_for(pipe, spec).modality, "spatial_dims": int(pipe.spatial_dims),
+              "image_shape": list(pipe.shape), "label_vocabulary": list(pipe.label_vocabulary)}
     return {"schema": STATE_SCHEMA, "spec_sha256": spec_digest(spec), "model_sha256": pipe.model_hash,
-            "spec": spec_json, "shape": list(pipe.shape), "cohort_info": info}
+            "spec": spec_json, "shape": list(pipe.shape), "cohort_info": info,
+            "context": _context_to_json(context_for(pipe, spec)), "source": source}
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -466,45 +483,52 @@ def _finished_records(work: Path, spec: CohortSpec) -> list[dict[str, Any]]:
 
 def assemble(work: Path, dest: Path, state: dict[str, Any], spec: CohortSpec,
              records: list[dict[str, Any]]) -> None:
-    """Write the cohort (images.npy, manifest.csv, cohort.json, the format files) into `dest`."""
+    """Write the cohort into `dest`: images.npy (every study, in manifest order), the format
+    files (hard links to the work folder's), manifest.csv / .parquet, cohort.json, the data
+    card, provenance/ and, last, SHA256SUMS."""
+    from synthmed.generate.documents import (SourceSummary, build_data_card, write_data_card,
+                                             write_provenance, write_sha256sums)
+
     shape = tuple(state["shape"])
-    n_images = sum(len(r["studies"]) for r in records)
+    rows = [_row_from_json(r) for rec in records for r in rec["rows"]]
     images = np.lib.format.open_memmap(dest / "images.npy", mode="w+", dtype=np.float32,
-                                       shape=(n_images, *shape))
-    rows: list[CohortRecord] = []
+                                       shape=(len(rows), *shape))
     k = 0
     for rec in records:
         arr = np.load(work / "patients" / f"{rec['patient']}.npy", allow_pickle=False)
         images[k:k + arr.shape[0]] = arr
-        for st in rec["studies"]:
-            rows.append(CohortRecord(
-                index=k, patient=st["patient"], labels=tuple(st["labels"]),
-                age=math.nan if st["age"] is None else float(st["age"]), sex=st["sex"],
-                study_index=int(st["study_index"]), days_since_first=int(st["days_since_first"]),
-                study_date=st["study_date"], seed=st["seed"],
-                strength=math.nan if st["strength"] is None else float(st["strength"])))
-            k += 1
+        k += arr.shape[0]
         for rel in rec["files"]:
             if not rel.startswith("patients/"):
                 _link(work / rel, dest / rel)
     images.flush()
     del images
-    write_text(dest / "manifest.csv", records_to_csv(rows, CohortRecord))
-    write_json(dest / "cohort.json", cohort_info(state, spec, rows))
+    write_manifest(rows, dest)
+    info = cohort_info(state, spec, rows)
+    write_json(dest / "cohort.json", info)
+    ctx = _context_from_json(state["context"])
+    src = state["source"]
+    source = SourceSummary(dataset_fingerprint=src["dataset_fingerprint"], modality=src["modality"],
+                           spatial_dims=int(src["spatial_dims"]), image_shape=tuple(src["image_shape"]),
+                           label_vocabulary=tuple(src["label_vocabulary"]))
+    write_data_card(dest, build_data_card(ctx, rows, source, spec=state["spec"]))
+    write_provenance(dest, {"cohort_spec": state["spec"]}, seed=spec.seed,
+                     model_sha256=state["model_sha256"], spec_sha256=state["spec_sha256"],
+                     sampling=info["sampling"], followup_sampling=info.get("followup_sampling"))
+    write_sha256sums(dest)
 
 
-def cohort_info(state: dict[str, Any], spec: CohortSpec, rows: list[CohortRecord]) -> dict[str, Any]:
+def cohort_info(state: dict[str, Any], spec: CohortSpec, rows: list[ManifestRow]) -> dict[str, Any]:
     from synthmed.generate.study import SYNTHETIC_EPOCH as epoch
 
-    gen = state.get("cohort_info") or {}
-    return {"schema": COHORT_SCHEMA, **gen,
+    return {"schema": COHORT_SCHEMA, **state["cohort_info"],
             "n_images": len(rows), "n_patients": spec.patients,
             "generation": {"spec": state["spec"], "spec_sha256": state["spec_sha256"],
                            "synthetic_epoch": epoch.isoformat(),
                            "studies": {str(k): v for k, v in sorted(_count_studies(rows).items())}}}
 
 
-def _count_studies(rows: list[CohortRecord]) -> dict[int, int]:
+def _count_studies(rows: list[ManifestRow]) -> dict[int, int]:
     per: dict[str, int] = {}
     for r in rows:
         per[r.patient] = per.get(r.patient, 0) + 1
