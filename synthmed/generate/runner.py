@@ -343,7 +343,9 @@ def generate(pipe, spec: CohortSpec, out: str | Path, *, shard: Shard | None = N
         raise InputError(f"{out}: already holds a synthmed cohort (of another spec or model); "
                          "pass --overwrite to replace it")
     t0 = time.perf_counter()
-    with folders.writer_lock(work / shard.name):
+    # One writer per shard (shards of one cohort run side by side); the lock sits beside the
+    # work folder so that discarding the work never removes a held lock.
+    with folders.writer_lock(work.parent / f"{work.name}-{shard.name}"):
         _open_work(work, state, overwrite)
         result = _run_shard(pipe, spec, work, shard, progress_name, on_patient)
     result.out = out
