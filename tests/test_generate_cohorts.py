@@ -285,3 +285,19 @@ def test_generation_logs_patients_per_second_and_eta(model, tmp_path, capsys, mo
     lines = [l for l in capsys.readouterr().err.splitlines() if l.startswith("synthmed: generate:")]
     assert lines[-1].endswith("done") and "9/9 (100%)" in lines[-1], lines
     assert any(" eta " in l for l in lines) and "patients_per_s" in lines[-1]
+
+
+def test_sample_is_generate_with_a_one_study_spec(run, model, tmp_path, capsys):
+    """`synthmed sample` is not a second implementation: its cohort is, byte for byte, the one
+    `generate` makes from the spec its options stand for."""
+    from synthmed.generate.patients import quick_spec
+
+    with pytest.raises(SystemExit) as e:
+        main(["sample", str(run), "--n", "5", "--out", str(tmp_path / "s"), "--seed", "3",
+              "--labels", "Mass=0.5", "--steps", "2", "--format", "png"])
+    assert e.value.code in (0, None), capsys.readouterr().err
+    spec = quick_spec(5, label_rates={"Mass": 0.5}, seed=3, steps=2, batch_patients=64,
+                      formats=["png"])
+    generate(model, spec, tmp_path / "g")
+    assert _tree(tmp_path / "s") == _tree(tmp_path / "g")
+    assert len(list((tmp_path / "s" / "png").rglob("*.png"))) == 5
