@@ -132,6 +132,17 @@ def test_dciodvfy_reports_no_error_but_the_allow_list(cohorts, modality):
         assert dciodvfy_errors(f) == [], f
 
 
+def test_dx_without_known_spacing_or_anatomy_claims_neither_and_stays_valid(tmp_path):
+    rows = write_cohort(tmp_path, "DX", 1, 1, formats=["dicom"], spacing=(), body_part="")
+    f = dicom_files(tmp_path, rows[0])[0]
+    ds = pydicom.dcmread(f)
+    assert "PixelSpacing" not in ds and [float(v) for v in ds.ImagerPixelSpacing] == [1.0, 1.0]
+    assert ds.AnatomicRegionSequence[0].CodeMeaning == "Body structure"
+    assert "BodyPartExamined" not in ds
+    if dciodvfy_path() is not None:
+        assert dciodvfy_errors(f) == []
+
+
 def test_dciodvfy_check_would_catch_a_broken_file(cohorts, tmp_path):
     if dciodvfy_path() is None:
         pytest.skip("dciodvfy not installed (Debian dicom3tools; .ci/run installs it)")

@@ -114,7 +114,7 @@ def _base(out: StudyOutput, sop_class: str) -> Dataset:
     if ctx.body_part:
         ds.BodyPartExamined = _text(ctx.body_part.upper(), 16)
     ds.BurnedInAnnotation = "NO"
-    ds.RecognizableVisualFeatures = "NO"
+    ds.RecognizableVisualFeatures = "NO"  # no real person's features: the audit checks copies
     ds.LossyImageCompression = "00"
     ds.ImageType = ["DERIVED", "PRIMARY"]
     ds.SamplesPerPixel = 1
@@ -161,7 +161,8 @@ def _write_dx(out: StudyOutput, folder: Path) -> list[Path]:
     ds.AcquisitionContextSequence = Sequence([])
     dy, dx = out.geometry.spacing
     ds.ImagerPixelSpacing = [ds_text(dy), ds_text(dx)]
-    ds.PixelSpacing = [ds_text(dy), ds_text(dx)]
+    if out.geometry.spacing_known:  # type 1C "if calibrated": a nominal spacing is not
+        ds.PixelSpacing = [ds_text(dy), ds_text(dx)]
     _window(ds, out)
     ds.Rows, ds.Columns = out.encoded.stored.shape
     _instance(ds, out.uids.sop(0), 1)
