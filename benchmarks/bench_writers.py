@@ -168,14 +168,14 @@ def main() -> None:
         print(f"\n{platform.machine()} {platform.python_version()}, {n} patients x 1 study, "
               f"{modality} {'x'.join(map(str, model.shape))}, date {time.strftime('%Y-%m-%d')}")
         print(f"sampling: {t_sample:.3f} s = {1000 * t_sample / n:.2f} ms / patient "
-              f"({n / t_sample:.1f} patients/s)")
+              f"({n / t_sample:.3g} patients/s)")
         print(f"{'writing':40s} {'s':>8s} {'ms/pt':>8s} {'share':>7s} {'x sample':>9s}")
         names = {"all": "all three + manifest, data card, SHA256SUMS"}
         for label, s in results.items():
             print(f"{names.get(label, label):40s} {s:8.3f} {1000 * s / n:8.2f} {100 * s / (t_sample + s):6.2f}% "
                   f"{s / t_sample:9.4f}")
         total = t_sample + results["all"]
-        print(f"generation with all formats: {n / total:.1f} patients/s")
+        print(f"generation with all formats: {n / total:.3g} patients/s")
         print("bytes per patient: " + ", ".join(f"{f} {b:,.0f}" for f, b in sizes.items()))
 
         if modality == "DX":
