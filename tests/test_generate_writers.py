@@ -8,6 +8,7 @@ import getpass
 import os
 import socket
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -141,6 +142,29 @@ def test_dx_without_known_spacing_or_anatomy_claims_neither_and_stays_valid(tmp_
     assert "BodyPartExamined" not in ds
     if dciodvfy_path() is not None:
         assert dciodvfy_errors(f) == []
+
+
+@pytest.mark.parametrize("modality,iod", [("CR", "1.2.840.10008.5.1.4.1.1.1.1"),
+                                          ("CT", "1.2.840.10008.5.1.4.1.1.2"),
+                                          ("MR", "1.2.840.10008.5.1.4.1.1.4")])
+def test_a_2d_model_of_another_modality_gets_its_own_iod(tmp_path, modality, iod):
+    """CR radiographs give DX; a 2D CT or MR model's slices are one-slice series."""
+    window = WINDOW if modality == "CT" else None
+    ctx = replace(context("DX"), modality=modality, intensity_window=window)
+    (row,) = write_study(study(patient(0), 0, "DX"), ctx, tmp_path, ["dicom"])
+    (f,) = dicom_files(tmp_path, row)
+    ds = pydicom.dcmread(f)
+    assert ds.SOPClassUID == iod and ds.Modality == ("DX" if modality == "CR" else modality)
+    assert (ds.Rows, ds.Columns) == SHAPES["DX"]
+    if dciodvfy_path() is not None:
+        assert dciodvfy_errors(f) == [], f
+
+
+def test_a_modality_without_a_dicom_iod_is_refused_before_any_file(tmp_path):
+    with pytest.raises(InputError, match="no DICOM writer for modality US in 2D"):
+        write_study(study(patient(0), 0, "DX"), replace(context("DX"), modality="US"), tmp_path,
+                    ["png", "nifti", "dicom"])
+    assert not any(tmp_path.iterdir())
 
 
 def test_dciodvfy_check_would_catch_a_broken_file(cohorts, tmp_path):
