@@ -288,3 +288,120 @@ def test_cli_on_a_dataset_without_repeat_images_says_the_audit_falls_back(tmp_pa
     assert e.value.code == 2 and len(err.splitlines()) == 1, err
     assert "needs patients with at least 2 images" in err and "falls back to the encoder" in err
     assert not (tmp_path / "o").exists()
+
+
+# ------------------------------------------------------------------ real patients (shared data)
+# Small settings so the tests stay quick (the full-size figures are benchmarks/bench_reid.py's):
+# 64 px, batch 32 patients, TEST_STEPS steps, on patients disjoint from the evaluated ones.
+TEST_STEPS = 150
+TEST_SETTINGS = dict(steps=TEST_STEPS, batch_size=32)
+# Floors with a margin below what several seeds gave (see each test's docstring).
+KNOWN_FLOOR = {"knee_case": 0.85, "nih_case": 0.75}
+PLANT_FLOOR = {"knee_case": 0.2, "nih_case": 0.2}
+
+
+def load_knee(root) -> tuple[np.ndarray, np.ndarray]:
+    import csv
+
+    from PIL import Image
+
+    images, ids = [], []
+    with open(root / "metadata.csv", newline="") as fh:
+        for row in csv.DictReader(fh):
+            with Image.open(root / "images" / row["file"]) as im:
+                images.append(np.asarray(im.convert("L"), dtype=np.float32) / 255.0)
+            ids.append(row["patient_id"])
+    return np.stack(images), np.array(ids)
+
+
+def _held_out_setup(images, ids, n_fit, n_eval, seed):
+    """(network trained on n_fit patients, eval image mask): patients dealt by a seeded shuffle."""
+    groups = reid.repeat_groups(ids)
+    patients = np.random.default_rng(seed).permutation(sorted({ids[g[0]] for g in groups}))
+    fit = np.isin(ids, patients[:n_fit])
+    ev = np.isin(ids, patients[n_fit:n_fit + n_eval])
+    net = reid.train_reid_network(images[fit], ids[fit], reid.IdentitySettings(**TEST_SETTINGS), seed=seed)
+    return net, ev
+
+
+def _plants(images, ids, eval_mask, seed, distractors=()):
+    """Real set: one image of each evaluated patient (+ distractors); synthetic set: another image
+    of each, disguised by flip, shift, gamma or noise in turn. Returns (real idx, plants, truth)."""
+    pats = np.random.default_rng(seed).permutation(sorted(set(ids[eval_mask])))
+    real = np.array([np.flatnonzero(ids == p)[0] for p in pats] + list(distractors))
+    kinds = ("flip", "shift", "gamma", "noise")
+    plants = np.stack([transform_copy(images[[np.flatnonzero(ids == p)[-1]]], kinds[k % 4], seed=k)[0]
+                       for k, p in enumerate(pats)])
+    return real, plants, pats
+
+
+@pytest.fixture(scope="session")
+def knee_case():
+    from conftest import shared_path
+
+    images, ids = load_knee(shared_path("knee-oa-8260"))
+    net, ev = _held_out_setup(images, ids, n_fit=1500, n_eval=300, seed=0)
+    return images, ids, net, ev
+
+
+@pytest.fixture(scope="session")
+def nih_case():
+    from _audit_data import load_nih
+    from conftest import shared_path
+
+    images, ids = load_nih(str(shared_path("nih-cxr14-1000")))
+    net, ev = _held_out_setup(images, ids, n_fit=96, n_eval=40, seed=0)
+    return images, ids, net, ev
+
+
+@pytest.mark.shared_data
+@pytest.mark.slow
+@pytest.mark.parametrize("case", ["knee_case", "nih_case"])
+def test_network_tells_held_out_patients_apart_far_better_than_untrained(request, case):
+    images, ids, net, ev = request.getfixturevalue(case)
+    v = reid.verify_network(net, images[ev], ids[ev], n_bootstrap=100)
+    base = reid.verify_network(reid.ReidNetwork(2, images.shape[1:], net.settings, 0), images[ev],
+                               ids[ev], n_bootstrap=100)
+    print(f"\n{case}: verification AUC {v.auc:.3f} {v.ci} vs untrained {base.auc:.3f}")
+    assert v.estimable and v.ci[0] > base.ci[1]
+    assert v.ci[0] >= KNOWN_FLOOR[case], v
+
+
+@pytest.mark.shared_data
+@pytest.mark.slow
+@pytest.mark.parametrize("case", ["knee_case", "nih_case"])
+def test_planted_other_images_link_back_to_their_patient(request, case):
+    images, ids, net, ev = request.getfixturevalue(case)
+    real, plants, truth = _plants(images, ids, ev, seed=1)
+    links = reid.best_links(net, images[real], ids[real], plants)
+    share = float(np.mean(links.patient_of_synthetic(ids[real]) == truth))
+    untrained = reid.best_links(reid.ReidNetwork(2, images.shape[1:], net.settings, 0),
+                                images[real], ids[real], plants)
+    base = float(np.mean(untrained.patient_of_synthetic(ids[real]) == truth))
+    print(f"\n{case}: {100 * share:.1f} % of {len(truth)} plants linked to their patient "
+          f"(untrained {100 * base:.1f} %)")
+    assert share >= PLANT_FLOOR[case] and share > base + 0.1
+
+
+# ---------------------------------------------------------------------------- calibration
+def test_identity_rule_calibration_null_splits_rarely_fail_and_a_leak_always_does():
+    """A few null splits through the audit's own statistics and rules (calibrate_identity), on
+    stand-in embeddings where a patient's two images are near each other (a network that tells
+    patients apart): nobody leaked, so (almost) no split fails; with the other image of 20 % of
+    the members in the synthetic set, every split fails on the identity rule."""
+    from synthmed.audit.calibration import calibrate_identity
+    from synthmed.audit.profile import AuditProfile
+
+    rng = np.random.default_rng(0)
+    n_pat = 600
+    centres = _unit(rng.normal(size=(n_pat, 24)))
+    vecs = _unit(np.repeat(centres, 2, 0) + 0.05 * rng.normal(size=(2 * n_pat, 24)))
+    ids = np.repeat([f"k{i:04d}" for i in range(n_pat)], 2)
+    net, images = FixedEmbedder(vecs), np.arange(2 * n_pat)
+    prof = AuditProfile(n_bootstrap=200)
+    null = calibrate_identity(images, ids, net, prof, n_splits=6, seed=0)
+    assert null.n_splits == 6 and null.n_failed <= 1, null.failed_rules
+    assert abs(np.mean(null.aucs) - 0.5) < 0.05
+    assert null.n_members == 210 and null.n_holdout == 210 and null.n_synthetic == 360
+    leak = calibrate_identity(images, ids, net, prof, n_splits=3, seed=0, leak_fraction=0.2)
+    assert leak.n_failed == 3 and all(t > 0.1 for t in leak.tprs), (leak.aucs, leak.tprs)
