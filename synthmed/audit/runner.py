@@ -141,65 +141,6 @@ def run_audit(dataset: Path, cohort: Path, profile: "AuditProfile | Path | str |
                           dataset_fingerprint=ds.fingerprint(), cohort_fingerprint=co.fingerprint(),
                           encoder_given=encoder is not None)
     if other:
-        result.audit["data"]["other_dataset"] = (
-            f"the cohort's model was trained on another dataset (fingerprint "
-            f"{co.info.get('dataset_fingerprint')}); --allow-other-dataset was given")
-    # Built whole in a staging folder, moved into place at the end: a crash leaves the old audit
-    # or the new one, never a new audit.json beside an old report.html.
-    with folders.staged_output(out, "audit", overwrite) as stage:
-        result.out = stage
-        if filter:
-            from synthmed.audit.filter import filter_and_reaudit
-
-            filter_and_reaudit(result, inputs, co, prof, seed=seed, embedder=embedder,
-                               dataset_fingerprint=ds.fingerprint())
-        write_outputs(result, embedder if encoder is None else None)
-    result.out = out
-    if result.filtered is not None:
-        result.filtered.out = out / "filtered"
-    return result
-
-
-def write_outputs(result: AuditResult, encoder_to_save=None) -> None:
-    """audit.json, report.html (and the trained encoder) into result.out."""
-    from synthmed.audit.report import write_report
-
-    out = result.out
-    out.mkdir(parents=True, exist_ok=True)
-    # NaN is "not measurable" here (a share of an empty set): recorded as null
-    write_json(out / "audit.json", result.audit, nan_as_null=True)
-    if encoder_to_save is not None and hasattr(encoder_to_save, "save"):
-        encoder_to_save.save(out / "encoder")
-    if result.report is not None:
-        write_report(out / "report.html", result.report)
-
-
-# ----------------------------------------------------------------------------------- driver
-def run_audit(dataset: Path, cohort: Path, profile: "AuditProfile | Path | str | None", out: Path, *,
-              seed: int = 0, filter: bool = False, encoder: Path | None = None,
-              overwrite: bool = False, allow_other_dataset: bool = False) -> AuditResult:
-    """Audit `cohort` against `dataset`; write out/audit.json and out/report.html.
-
-    A failed audit is a result, not an error: the verdict is in the returned `AuditResult`.
-    Raises InputError for inputs that cannot be audited (missing splits, too few patients,
-    mismatched shapes).
-    """
-    from synthmed.data.dataset import check_trained_on
-    from synthmed.io import folders
-
-    out = Path(out)
-    folders.prepare_output(out, "audit", overwrite)  # before any work; never inside a cohort
-    prof = load_profile(profile)
-    inputs, ds, co = load_inputs(Path(dataset), Path(cohort), prof, seed)
-    # A cohort records the dataset its model was trained on; auditing it against another one
-    # would measure membership against people the model never saw.
-    other = check_trained_on(ds, str(co.info.get("dataset_fingerprint", "")),
-                             f"the model of the cohort {co.root}", allow_other_dataset)
-    embedder = fit_encoder(inputs, prof, seed, Path(encoder) if encoder else None)
-    result = audit_inputs(inputs, prof, out, seed=seed, embedder=embedder,
-                          dataset_fingerprint=ds.fingerprint(), cohort_fingerprint=co.fingerprint(),
-                          encoder_given=encoder is not None)
-    if other:
         note = (f"the cohort's model was trained on another dataset (fingerprint "
                 f"{co.info.get('dataset_fingerprint')}); --allow-other-dataset was given")
         result = result.with_record(result.record.with_(data=replace(result.record.data, other_dataset=note)))
@@ -215,73 +156,6 @@ def run_audit(dataset: Path, cohort: Path, profile: "AuditProfile | Path | str |
         write_outputs(result, embedder if encoder is None else None)
     filtered = None if result.filtered is None else replace(result.filtered, out=out / "filtered")
     return replace(result, out=out, filtered=filtered)
-
-
-def write_outputs(result: AuditResult, encoder_to_save=None) -> None:
-    """audit.json, report.html (and the trained encoder) into result.out."""
-    from synthmed.audit.report import write_report
-
-    out = result.out
-    out.mkdir(parents=True, exist_ok=True)
-    # NaN is "not measurable" here (a share of an empty set): recorded as null
-    write_json(out / "audit.json", result.audit, nan_as_null=True)
-    if encoder_to_save is not None and hasattr(encoder_to_save, "save"):
-        encoder_to_save.save(out / "encoder")
-    if result.report is not None:
-        write_report(out / "report.html", result.report)
-
-
-# ----------------------------------------------------------------------------------- driver
-def run_audit(dataset: Path, cohort: Path, profile: "AuditProfile | Path | str | None", out: Path, *,
-              seed: int = 0, filter: bool = False, encoder: Path | None = None,
-              overwrite: bool = False, allow_other_dataset: bool = False) -> AuditResult:
-    """Audit `cohort` against `dataset`; write out/audit.json and out/report.html.
-
-    A failed audit is a result, not an error: the verdict is in the returned `AuditResult`.
-    Raises InputError for inputs that cannot be audited (missing splits, too few patients,
-    mismatched shapes).
-    """
-    from synthmed.data.dataset import check_trained_on
-    from synthmed.io import folders
-
-    out = Path(out)
-    folders.prepare_output(out, "audit", overwrite)  # before any work; never inside a cohort
-    prof = load_profile(profile)
-    inputs, ds, co = load_inputs(Path(dataset), Path(cohort), prof, seed)
-    # A cohort records the dataset its model was trained on; auditing it against another one
-    # would measure membership against people the model never saw.
-    other = check_trained_on(ds, str(co.info.get("dataset_fingerprint", "")),
-                             f"the model of the cohort {co.root}", allow_other_dataset)
-    embedder = fit_encoder(inputs, prof, seed, Path(encoder) if encoder else None)
-    result = audit_inputs(inputs, prof, out, seed=seed, embedder=embedder,
-                          dataset_fingerprint=ds.fingerprint(), cohort_fingerprint=co.fingerprint(),
-                          encoder_given=encoder is not None)
-    if other:
-        note = (f"the cohort's model was trained on another dataset (fingerprint "
-                f"{co.info.get('dataset_fingerprint')}); --allow-other-dataset was given")
-        result = result.with_record(result.record.with_(data=replace(result.record.data, other_dataset=note)))
-    # Built whole in a staging folder, moved into place at the end: a crash leaves the old audit
-    # or the new one, never a new audit.json beside an old report.html.
-    with folders.staged_output(out, "audit", overwrite) as stage:
-        result = replace(result, out=stage)
-        if filter:
-            from synthmed.audit.filter import filter_and_reaudit
-
-            result = filter_and_reaudit(result, inputs, co, prof, seed=seed, embedder=embedder,
-                                        dataset_fingerprint=ds.fingerprint())
-        write_outputs(result, embedder if encoder is None else None)
-    filtered = None if result.filtered is None else replace(result.filtered, out=out / "filtered")
-    return replace(result, out=out, filtered=filtered)
-
-
-def _with_record(result: AuditResult, record: AuditRecord) -> AuditResult:
-    """`result` with another record (the report shows the same content)."""
-    from dataclasses import replace
-
-    report = result.report
-    if report is not None:
-        report = replace(report, audit=record.to_json_dict())
-    return replace(result, record=record, report=report)
 
 
 def write_outputs(result: AuditResult, encoder_to_save=None) -> None:
