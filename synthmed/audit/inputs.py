@@ -35,6 +35,7 @@ class Inputs:
     holdout_patients: np.ndarray
     spatial_dims: int
     extra: dict[str, Any] = field(default_factory=dict)
+    reference_patients: np.ndarray | None = None  # for the identity network's verification pairs
 
 
 def shape_text(shape: tuple[int, ...]) -> str:
@@ -90,7 +91,8 @@ def load_inputs(dataset: Path, cohort: Path, profile: "AuditProfile", seed: int 
         reference=np.asarray(images[ref_idx], dtype=np.float32),
         synthetic=np.asarray(co.images, dtype=np.float32),
         train_patients=pid[train_idx], holdout_patients=pid[holdout_idx],
-        spatial_dims=ds.spatial_dims, extra={"reference_source": reference_source})
+        spatial_dims=ds.spatial_dims, extra={"reference_source": reference_source},
+        reference_patients=pid[ref_idx])
     return inputs, ds, co
 
 

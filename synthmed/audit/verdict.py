@@ -37,6 +37,9 @@ class AttackMeasure:
     fpr_ci: tuple[float, float]
     estimable: bool
     note: str = ""
+    # why a passing result cannot count (the attack's evidence is too weak to certify anything);
+    # its rules then become one "not evaluated" row, which is not a pass
+    cannot_pass: str = ""
 
     @property
     def name(self) -> str:
@@ -195,19 +198,33 @@ def not_evaluated_rule(name: str, reason: str) -> Rule:
                 {"evaluated": False, "reason": reason})
 
 
+def unproven_rule(a: AttackMeasure, rules: list[Rule]) -> Rule:
+    """An attack that found nothing, run with a tool too weak to certify that (an identity network
+    that cannot tell patients apart): not evaluated, which fails closed like a missing attack."""
+    text = (f"The attack by {_words(a.attack)} ({a.space} space) found no sign of leakage (AUC "
+            f"{a.auc:.2f}, likely range {a.auc_ci[0]:.2f} to {a.auc_ci[1]:.2f}), but that cannot count "
+            f"as a pass: {a.cannot_pass}.")
+    return Rule(f"attack_auc:{a.name}", "not evaluated", "evaluated", False, text,
+                {"evaluated": False, "reason": a.cannot_pass, "auc": a.auc, "auc_ci": list(a.auc_ci),
+                 "would_pass": [r.rule for r in rules]})
+
+
 def evaluate(profile: AuditProfile, attacks: list[AttackMeasure],
              memorisation: MemorisationMeasure, not_evaluated: list[tuple[str, str]] = ()) -> Verdict:
     """Apply every rule of `profile`; the verdict is `pass` only if all rules pass.
 
     not_evaluated: (attack/space, why) for required attacks that could not run; each is a failed
-    rule (see `not_evaluated_rule`)."""
+    rule (see `not_evaluated_rule`). An attack whose measure says it `cannot_pass` keeps its
+    failing rules, and its passing ones become one not-evaluated row (`unproven_rule`)."""
     rules = [hard_copy_rule(profile, memorisation), memorisation_rule(profile, memorisation)]
     for a in attacks:
-        rules.append(auc_rule(profile, a))
-        rules.append(tpr_rule(profile, a))
+        pair = [auc_rule(profile, a), tpr_rule(profile, a)]
+        if a.cannot_pass and all(r.passed for r in pair):
+            pair = [unproven_rule(a, pair)]
+        rules += pair
     rules += [not_evaluated_rule(name, why) for name, why in not_evaluated]
     verdict = "pass" if all(r.passed for r in rules) else "fail"
     return Verdict(verdict, profile.tier, rules)
 
 
-__all__ = ["AttackMeasure", "MemorisationMeasure", "Rule", "Verdict", "evaluate"]
+__all__ = ["AttackMeasure", "MemorisationMeasure", "Rule", "Verdict", "evaluate", "unproven_rule"]
