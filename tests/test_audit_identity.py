@@ -223,9 +223,10 @@ def _rules(res, prefix="attack_auc:identity"):
 def toy_audits(people):
     from synthmed.audit import run_audit
 
-    out = {}
-    for name in ("leaky", "unrelated"):
-        out[name] = run_audit(people["dataset"], people[name], toy_profile(), people["tmp"] / f"audit-{name}", seed=0)
+    # the first audit trains the network on the train split; the second reuses it (--identity-network)
+    out = {"leaky": run_audit(people["dataset"], people["leaky"], toy_profile(), people["tmp"] / "audit-leaky", seed=0)}
+    out["unrelated"] = run_audit(people["dataset"], people["unrelated"], toy_profile(), people["tmp"] / "audit-unrelated",
+                                 seed=0, identity_network=out["leaky"].out / "identity-network")
     return out
 
 
@@ -264,11 +265,12 @@ def test_linked_pairs_are_in_the_record_and_the_report_marked_internal(toy_audit
     assert not any(p in net_json for p in set(people["ids"]))
 
 
-def test_a_network_not_shown_to_tell_people_apart_is_not_evaluated_never_a_pass(people):
+def test_a_network_not_shown_to_tell_people_apart_is_not_evaluated_never_a_pass(people, toy_audits):
     from synthmed.audit import run_audit
 
     res = run_audit(people["dataset"], people["unrelated"], toy_profile(min_verification_auc=1.0),
-                    people["tmp"] / "audit-strict", seed=0)
+                    people["tmp"] / "audit-strict", seed=0,
+                    identity_network=toy_audits["leaky"].out / "identity-network")
     (row,) = _rules(res)
     assert row.measured == "not evaluated" and not row.passed and row.details["evaluated"] is False
     assert "min_verification_auc" in row.details["reason"]
