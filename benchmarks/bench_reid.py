@@ -17,6 +17,12 @@ Part 2 (must-show 6): the identity attack's cost for `--n-synthetic` synthetic i
 the whole knee set (8,260 images): embedding both sets and `best_links`; ratio to embedding alone
 and to the network's training time.
 
+Part 3 (`--audit`, must-show 6 end to end): a knee dataset folder (all 8,260 images; train /
+holdout / reference = 50 / 25 / 25 % of the patients, both knees each) and a 2,000-image
+synthetic cohort (mixtures of reference knees); `synthmed identity train` on its train split
+(timed), then `run_audit` with the shipped public profile twice: identity attack off (the
+baseline, same run) and on with that network (`--identity-network`).
+
 Prints a markdown table; --out writes it to a file.
 """
 
@@ -141,6 +147,48 @@ def attack_cost(net, images, n_synthetic, seed, rows, train_s):
     print(rows[-1], flush=True)
 
 
+def audit_cost(images, ids, n_synthetic, steps, seed, rows):
+    import tempfile
+
+    import yaml
+
+    from helpers_nih import mixture_sampler, split_patients, write_dataset, write_plain_cohort
+    from synthmed.audit import run_audit
+
+    which = split_patients(list(ids), {"train": 0.5, "holdout": 0.25, "reference": 0.25}, seed=seed)
+    splits = [which[p] for p in ids]
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        ds = write_dataset(tmp / "ds", images, list(ids), splits)
+        ref = images[np.array([s == "reference" for s in splits])]
+        co = write_plain_cohort(tmp / "co", mixture_sampler(ref, n_synthetic, seed=seed))
+        t0 = time.perf_counter()
+        net = reid.train_identity_folder(ds, tmp / "net", steps=steps, seed=seed)
+        t_train = time.perf_counter() - t0
+        public = yaml.safe_load((ROOT / "synthmed" / "configs" / "audit-public.yaml").read_text())
+        off = public | {"identity": public["identity"] | {"enabled": False}}
+        (tmp / "off.yaml").write_text(yaml.safe_dump(off))
+        t1 = time.perf_counter()
+        r_off = run_audit(ds, co, tmp / "off.yaml", tmp / "audit-off", seed=seed)
+        t_off = time.perf_counter() - t1
+        t2 = time.perf_counter()
+        r_on = run_audit(ds, co, ROOT / "synthmed" / "configs" / "audit-public.yaml", tmp / "audit-on",
+                         seed=seed, identity_network=tmp / "net")
+        t_on = time.perf_counter() - t2
+        ident = "; ".join(r.rule + (" pass" if r.passed else " FAIL")
+                          for r in r_on.verdict.rules if "identity" in r.rule)
+    v = net.verification
+    rows.append(f"| `synthmed identity train` on the knee train split ({net.training['n_patients']} patients, "
+                f"{steps} steps) | **{t_train:.0f} s** ({t_train / steps:.2f} s/step); verification AUC "
+                f"{v.auc:.3f} on {v.n_patients} held-out patients | |")
+    rows.append(f"| `run_audit`, public profile, {n_synthetic} synthetic vs the knee set, identity attack on "
+                f"(network loaded) | **{t_on:.0f} s**; verdict {r_on.verdict.verdict} (identity rules: "
+                f"{ident}) | "
+                f"{t_on / t_off:.2f}x the same audit with the identity attack off ({t_off:.0f} s, "
+                f"verdict {r_off.verdict.verdict}) |")
+    print("\n".join(rows[-2:]), flush=True)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=600)
@@ -151,8 +199,16 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip-nih", action="store_true")
     ap.add_argument("--skip-knee", action="store_true")
+    ap.add_argument("--audit", action="store_true", help="only part 3: the end-to-end audit cost")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args(argv)
+    if args.audit:
+        rows = ["| end to end | measured | ratio (same run) |", "|---|---|---|"]
+        images, ids = load_knee(SHARED / "knee-oa-8260")
+        audit_cost(images, ids, args.n_synthetic, args.steps, args.seed, rows)
+        if args.out:
+            args.out.write_text("\n".join(rows) + "\n")
+        return 0
     settings = reid.IdentitySettings(steps=args.steps, batch_size=args.batch_size)
     load = os.getloadavg()[0]
     head = [f"bench_reid.py, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.machine()} "

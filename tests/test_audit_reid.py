@@ -291,13 +291,10 @@ def test_cli_on_a_dataset_without_repeat_images_says_the_audit_falls_back(tmp_pa
 
 
 # ------------------------------------------------------------------ real patients (shared data)
-# Small settings so the tests stay quick (the full-size figures are benchmarks/bench_reid.py's):
-# 64 px, batch 32 patients, TEST_STEPS steps, on patients disjoint from the evaluated ones.
-TEST_STEPS = 150
-TEST_SETTINGS = dict(steps=TEST_STEPS, batch_size=32)
-# Floors with a margin below what several seeds gave (see each test's docstring).
-KNOWN_FLOOR = {"knee_case": 0.85, "nih_case": 0.75}
-PLANT_FLOOR = {"knee_case": 0.2, "nih_case": 0.2}
+# Small settings so the test stays affordable (the full-size figures, NIH, and the planted
+# other-image links are benchmarks/bench_reid.py's, in benchmarks/RESULTS.md): 64 px, batch 32
+# patients, 150 steps, on 1,500 knee patients disjoint from the 300 evaluated ones.
+TEST_SETTINGS = dict(steps=150, batch_size=32)
 
 
 def load_knee(root) -> tuple[np.ndarray, np.ndarray]:
@@ -314,73 +311,24 @@ def load_knee(root) -> tuple[np.ndarray, np.ndarray]:
     return np.stack(images), np.array(ids)
 
 
-def _held_out_setup(images, ids, n_fit, n_eval, seed):
-    """(network trained on n_fit patients, eval image mask): patients dealt by a seeded shuffle."""
-    groups = reid.repeat_groups(ids)
-    patients = np.random.default_rng(seed).permutation(sorted({ids[g[0]] for g in groups}))
-    fit = np.isin(ids, patients[:n_fit])
-    ev = np.isin(ids, patients[n_fit:n_fit + n_eval])
-    net = reid.train_reid_network(images[fit], ids[fit], reid.IdentitySettings(**TEST_SETTINGS), seed=seed)
-    return net, ev
-
-
-def _plants(images, ids, eval_mask, seed, distractors=()):
-    """Real set: one image of each evaluated patient (+ distractors); synthetic set: another image
-    of each, disguised by flip, shift, gamma or noise in turn. Returns (real idx, plants, truth)."""
-    pats = np.random.default_rng(seed).permutation(sorted(set(ids[eval_mask])))
-    real = np.array([np.flatnonzero(ids == p)[0] for p in pats] + list(distractors))
-    kinds = ("flip", "shift", "gamma", "noise")
-    plants = np.stack([transform_copy(images[[np.flatnonzero(ids == p)[-1]]], kinds[k % 4], seed=k)[0]
-                       for k, p in enumerate(pats)])
-    return real, plants, pats
-
-
-@pytest.fixture(scope="session")
-def knee_case():
+@pytest.mark.shared_data
+@pytest.mark.slow
+def test_network_tells_held_out_knee_patients_apart_far_better_than_untrained():
+    """Left and right knee of one person, patients the network never saw. Seed 0 on this CPU:
+    verification AUC 0.937 [0.922, 0.944] against 0.753 untrained (2026-12-01); the floor 0.85 on
+    the interval's lower bound leaves 0.07 for other seeds and machines (400 steps, batch 64, all
+    patients: 0.978, benchmarks/RESULTS.md)."""
     from conftest import shared_path
 
     images, ids = load_knee(shared_path("knee-oa-8260"))
-    net, ev = _held_out_setup(images, ids, n_fit=1500, n_eval=300, seed=0)
-    return images, ids, net, ev
-
-
-@pytest.fixture(scope="session")
-def nih_case():
-    from _audit_data import load_nih
-    from conftest import shared_path
-
-    images, ids = load_nih(str(shared_path("nih-cxr14-1000")))
-    net, ev = _held_out_setup(images, ids, n_fit=96, n_eval=40, seed=0)
-    return images, ids, net, ev
-
-
-@pytest.mark.shared_data
-@pytest.mark.slow
-@pytest.mark.parametrize("case", ["knee_case", "nih_case"])
-def test_network_tells_held_out_patients_apart_far_better_than_untrained(request, case):
-    images, ids, net, ev = request.getfixturevalue(case)
+    patients = np.random.default_rng(0).permutation(np.unique(ids))
+    fit, ev = np.isin(ids, patients[:1500]), np.isin(ids, patients[1500:1800])
+    net = reid.train_reid_network(images[fit], ids[fit], reid.IdentitySettings(**TEST_SETTINGS), seed=0)
     v = reid.verify_network(net, images[ev], ids[ev], n_bootstrap=100)
     base = reid.verify_network(reid.ReidNetwork(2, images.shape[1:], net.settings, 0), images[ev],
                                ids[ev], n_bootstrap=100)
-    print(f"\n{case}: verification AUC {v.auc:.3f} {v.ci} vs untrained {base.auc:.3f}")
-    assert v.estimable and v.ci[0] > base.ci[1]
-    assert v.ci[0] >= KNOWN_FLOOR[case], v
-
-
-@pytest.mark.shared_data
-@pytest.mark.slow
-@pytest.mark.parametrize("case", ["knee_case", "nih_case"])
-def test_planted_other_images_link_back_to_their_patient(request, case):
-    images, ids, net, ev = request.getfixturevalue(case)
-    real, plants, truth = _plants(images, ids, ev, seed=1)
-    links = reid.best_links(net, images[real], ids[real], plants)
-    share = float(np.mean(links.patient_of_synthetic(ids[real]) == truth))
-    untrained = reid.best_links(reid.ReidNetwork(2, images.shape[1:], net.settings, 0),
-                                images[real], ids[real], plants)
-    base = float(np.mean(untrained.patient_of_synthetic(ids[real]) == truth))
-    print(f"\n{case}: {100 * share:.1f} % of {len(truth)} plants linked to their patient "
-          f"(untrained {100 * base:.1f} %)")
-    assert share >= PLANT_FLOOR[case] and share > base + 0.1
+    assert v.estimable and v.n_patients == 300 and v.n_pairs == 300
+    assert v.ci[0] >= 0.85 and v.ci[0] > base.ci[1] + 0.05, (v, base)
 
 
 # ---------------------------------------------------------------------------- calibration
