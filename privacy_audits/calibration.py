@@ -48,6 +48,9 @@ def main(argv=None) -> int:
     ap.add_argument("--identity-splits", type=int, default=100)
     ap.add_argument("--identity-steps", type=int, default=300)
     ap.add_argument("--identity-fit-patients", type=int, default=1500)
+    ap.add_argument("--identity-leak", type=float, default=0.1,
+                    help="positive control: share of members whose other knee joins the synthetic set")
+    ap.add_argument("--identity-leak-splits", type=int, default=10)
     ap.add_argument("--identity-network", type=Path, default=None,
                     help="a trained identity folder to use instead of training one (it must not "
                          "have seen the pool's patients)")
@@ -104,6 +107,10 @@ def identity_part(args) -> list[str]:
     t1 = time.perf_counter()
     res = calibrate_identity(images[pool], ids[pool], net, prof, n_splits=args.identity_splits, seed=0)
     secs, secs_train = time.perf_counter() - t1, t1 - t0
+    leak = None
+    if args.identity_leak_splits > 0:
+        leak = calibrate_identity(images[pool], ids[pool], net, prof, n_splits=args.identity_leak_splits,
+                                  seed=1, leak_fraction=args.identity_leak)
     lo, hi = clopper_pearson(res.n_failed, res.n_splits)
     v = net.verification
     vtext = (f"verification AUC {v.auc:.3f} (95 % CI {v.ci[0]:.3f}-{v.ci[1]:.3f}) on {v.n_patients} of "
@@ -112,7 +119,8 @@ def identity_part(args) -> list[str]:
         "# Calibration of the identity rule on the knee set (null splits)", "",
         f"Command: `.venv/bin/python privacy_audits/calibration.py --part identity --identity-splits "
         f"{args.identity_splits} --identity-steps {args.identity_steps} --identity-fit-patients "
-        f"{args.identity_fit_patients} --n-bootstrap {args.n_bootstrap}` (profile "
+        f"{args.identity_fit_patients} --identity-leak {args.identity_leak} --identity-leak-splits "
+        f"{args.identity_leak_splits} --n-bootstrap {args.n_bootstrap}` (profile "
         f"`{args.profile.relative_to(ROOT) if args.profile.is_relative_to(ROOT) else args.profile}`; "
         f"load {os.getloadavg()[0]:.1f}).", "",
         f"Network: {how}, on {len(fit_p)} knee patients (both knees) that are in none of the splits; {vtext}.",
@@ -125,7 +133,11 @@ def identity_part(args) -> list[str]:
         f"* rules that failed: {res.failed_rules or 'none'}",
         f"* identity AUC over splits: mean {np.mean(res.aucs):.3f}, sd {np.std(res.aucs):.3f}; "
         f"TPR at {prof.attacks.target_fpr:g} FPR: mean {np.mean(res.tprs):.4f}",
-        f"* network {secs_train:.0f} s, {res.n_splits} splits {secs:.0f} s on the shared 2-core CPU.", ""]
+        *([f"* positive control (not null): with the other knee of {100 * leak.leak_fraction:.0f} % of the "
+           f"members added to the synthetic set ({leak.n_synthetic} images), the rule failed **{leak.n_failed} "
+           f"of {leak.n_splits}** splits ({leak.failed_rules}); identity AUC mean {np.mean(leak.aucs):.3f}, "
+           f"TPR at {prof.attacks.target_fpr:g} FPR mean {np.mean(leak.tprs):.3f}."] if leak is not None else []),
+        f"* network {secs_train:.0f} s, {res.n_splits} null splits {secs:.0f} s on the shared 2-core CPU.", ""]
 
 
 def nih_part(args) -> list[str]:
