@@ -1,11 +1,18 @@
-"""How often does the public audit fail a generator that never saw the members? (NIH sample)
+"""How often does the public audit fail a generator that never saw the members? (null splits)
 
-Real patients from ../shared/data/nih-cxr14-1000: 25 % (by patient) are the generator's source
-(it samples mixtures of their images plus noise), the other 75 % are split at random, by patient,
-into members and non-members, `--splits` times. Every split is a null case. Writes
-privacy_audits/calibration.md.
+Part `nih` (the membership attacks): real patients from ../shared/data/nih-cxr14-1000: 25 % (by
+patient) are the generator's source (it samples mixtures of their images plus noise), the other
+75 % are split at random, by patient, into members and non-members, `--splits` times.
 
-    .venv/bin/python privacy_audits/calibration.py [--splits 200] [--encoder-steps 30]
+Part `identity` (the re-identification rule, issue 10): on ../shared/data/knee-oa-8260, one
+network is trained on `--identity-fit-patients` knee patients; the other patients are dealt, per
+split, into members / non-members (one knee each, as in a one-knee-per-patient dataset) and a
+"synthetic" set (both knees of patients in neither group): nobody's identity leaked, so the
+identity rule must fail at most 5 % of the splits (`synthmed.audit.calibration.calibrate_identity`).
+
+Every split is a null case. Each part rewrites its own section of privacy_audits/calibration.md.
+
+    .venv/bin/python privacy_audits/calibration.py [--part nih|identity|all] [--splits 200]
 """
 
 from __future__ import annotations
@@ -36,7 +43,104 @@ def main(argv=None) -> int:
     ap.add_argument("--encoder-steps", type=int, default=30)
     ap.add_argument("--n-bootstrap", type=int, default=1000)
     ap.add_argument("--profile", type=Path, default=ROOT / "configs" / "audit-public.yaml")
+    ap.add_argument("--part", choices=("nih", "identity", "all"), default="all")
+    ap.add_argument("--knee", type=Path, default=ROOT.parent / "shared" / "data" / "knee-oa-8260")
+    ap.add_argument("--identity-splits", type=int, default=100)
+    ap.add_argument("--identity-steps", type=int, default=300)
+    ap.add_argument("--identity-fit-patients", type=int, default=1500)
+    ap.add_argument("--identity-leak", type=float, default=0.1,
+                    help="positive control: share of members whose other knee joins the synthetic set")
+    ap.add_argument("--identity-leak-splits", type=int, default=10)
+    ap.add_argument("--identity-network", type=Path, default=None,
+                    help="a trained identity folder to use instead of training one (it must not "
+                         "have seen the pool's patients)")
     args = ap.parse_args(argv)
+    if args.part in ("identity", "all"):
+        write_section("identity", identity_part(args))
+    if args.part in ("nih", "all"):
+        write_section("nih", nih_part(args))
+    return 0
+
+
+SECTIONS = ("nih", "identity")
+
+
+def write_section(name: str, lines: list[str]) -> None:
+    """Replace section `name` of calibration.md (between its markers), keeping the others."""
+    path = HERE / "calibration.md"
+    old = path.read_text() if path.is_file() else ""
+    blocks: dict[str, str] = {}
+    for sec in SECTIONS:
+        start, end = f"<!-- section:{sec} -->", f"<!-- /section:{sec} -->"
+        if start in old and end in old:
+            blocks[sec] = old[old.index(start):old.index(end) + len(end)]
+    if not blocks and old.strip():
+        blocks["nih"] = f"<!-- section:nih -->\n{old.strip()}\n<!-- /section:nih -->"  # pre-section file
+    blocks[name] = f"<!-- section:{name} -->\n" + "\n".join(lines).strip() + f"\n<!-- /section:{name} -->"
+    write_text(path, "\n\n".join(blocks[s] for s in SECTIONS if s in blocks) + "\n")
+    print("\n".join(lines))
+
+
+def identity_part(args) -> list[str]:
+    import os
+
+    from synthmed.audit import reid
+    from synthmed.audit.calibration import calibrate_identity
+    from synthmed.audit.stats import clopper_pearson
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from bench_reid import load_knee
+
+    images, ids = load_knee(args.knee)
+    prof = load_config(args.profile, AuditProfile, overrides={"n_bootstrap": args.n_bootstrap})
+    t0 = time.perf_counter()
+    patients = np.random.default_rng(0).permutation(np.unique(ids))
+    fit_p = patients[:args.identity_fit_patients]
+    if args.identity_network is not None:
+        net = reid.load_reid_network(args.identity_network)
+        how = f"loaded from `{args.identity_network}`"
+    else:
+        fit = np.isin(ids, fit_p)
+        net = reid.fit_identity_network(images[fit], ids[fit], reid.IdentitySettings(steps=args.identity_steps), seed=0)
+        how = f"trained here, {args.identity_steps} steps"
+    pool = ~np.isin(ids, fit_p)
+    t1 = time.perf_counter()
+    res = calibrate_identity(images[pool], ids[pool], net, prof, n_splits=args.identity_splits, seed=0)
+    secs, secs_train = time.perf_counter() - t1, t1 - t0
+    leak = None
+    if args.identity_leak_splits > 0:
+        leak = calibrate_identity(images[pool], ids[pool], net, prof, n_splits=args.identity_leak_splits,
+                                  seed=1, leak_fraction=args.identity_leak)
+    lo, hi = clopper_pearson(res.n_failed, res.n_splits)
+    v = net.verification
+    vtext = (f"verification AUC {v.auc:.3f} (95 % CI {v.ci[0]:.3f}-{v.ci[1]:.3f}) on {v.n_patients} of "
+             f"its own held-out patients" if v is not None and v.estimable else "verification not estimable")
+    return [
+        "# Calibration of the identity rule on the knee set (null splits)", "",
+        f"Command: `.venv/bin/python privacy_audits/calibration.py --part identity --identity-splits "
+        f"{args.identity_splits} --identity-steps {args.identity_steps} --identity-fit-patients "
+        f"{args.identity_fit_patients} --identity-leak {args.identity_leak} --identity-leak-splits "
+        f"{args.identity_leak_splits} --n-bootstrap {args.n_bootstrap}` (profile "
+        f"`{args.profile.relative_to(ROOT) if args.profile.is_relative_to(ROOT) else args.profile}`; "
+        f"load {os.getloadavg()[0]:.1f}).", "",
+        f"Network: {how}, on {len(fit_p)} knee patients (both knees) that are in none of the splits; {vtext}.",
+        f"Pool: the other {np.unique(ids[pool]).size} patients, dealt per split into {res.n_members} members "
+        f"and {res.n_holdout} non-members (one random knee each) and a synthetic set of {res.n_synthetic} "
+        "images (both knees of the remaining patients: people in neither group, so nothing leaks).", "",
+        f"* identity rule (attack AUC and TPR at {prof.attacks.target_fpr:g} FPR, the audit's `auc_rule` / "
+        f"`tpr_rule` at Bonferroni alpha {res.alpha:.4g}) failed on **{res.n_failed} of {res.n_splits}** "
+        f"null splits ({100 * res.fail_rate:.1f} %, 95 % CI {100 * lo:.1f}-{100 * hi:.1f} %); target: at most 5 %.",
+        f"* rules that failed: {res.failed_rules or 'none'}",
+        f"* identity AUC over splits: mean {np.mean(res.aucs):.3f}, sd {np.std(res.aucs):.3f}; "
+        f"TPR at {prof.attacks.target_fpr:g} FPR: mean {np.mean(res.tprs):.4f}",
+        *([f"* positive control (not null): with the other knee of {100 * leak.leak_fraction:.0f} % of the "
+           f"members added to the synthetic set ({leak.n_synthetic} images), the rule failed **{leak.n_failed} "
+           f"of {leak.n_splits}** splits ({leak.failed_rules}); identity AUC mean {np.mean(leak.aucs):.3f}, "
+           f"TPR at {prof.attacks.target_fpr:g} FPR mean {np.mean(leak.tprs):.3f}."] if leak is not None else []),
+        f"* network {secs_train:.0f} s, {res.n_splits} null splits {secs:.0f} s on the shared 2-core CPU.", ""]
+
+
+def nih_part(args) -> list[str]:
     images, patients, *_ = load_nih(args.nih)
     patients = np.array(patients)
     which = split_patients(list(patients), {"reference": 0.25, "pool": 0.75}, seed=0)
@@ -51,7 +155,7 @@ def main(argv=None) -> int:
     lo, hi = __import__("synthmed.audit.stats", fromlist=["x"]).clopper_pearson(res.n_failed, res.n_splits)
     lines = [
         "# Calibration of the audit on NIH ChestX-ray14 (null splits)", "",
-        f"Command: `.venv/bin/python privacy_audits/calibration.py --splits {args.splits} "
+        f"Command: `.venv/bin/python privacy_audits/calibration.py --part nih --splits {args.splits} "
         f"--encoder-steps {args.encoder_steps} --n-bootstrap {args.n_bootstrap}` (profile "
         f"`{args.profile.relative_to(ROOT) if args.profile.is_relative_to(ROOT) else args.profile}`).", "",
         f"Pool: {np.unique(pool_patients).size} patients / {len(pool)} images split 50/50 by patient "
@@ -65,9 +169,7 @@ def main(argv=None) -> int:
         "* attack AUC over splits (mean, sd): " + ", ".join(
             f"{k} {np.mean(v):.3f} ({np.std(v):.3f})" for k, v in res.aucs.items()),
         f"* {secs:.0f} s on a shared 2-core CPU (other jobs running).", ""]
-    write_text(HERE / "calibration.md", "\n".join(lines))
-    print("\n".join(lines))
-    return 0
+    return lines
 
 
 if __name__ == "__main__":

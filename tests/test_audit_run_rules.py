@@ -32,9 +32,13 @@ def test_shipped_profiles_load_and_controlled_is_looser():
     assert PUBLIC.tier == "public" and CONTROLLED.tier == "controlled"
     assert CONTROLLED.attacks.max_auc > PUBLIC.attacks.max_auc
     assert CONTROLLED.attacks.max_tpr > PUBLIC.attacks.max_tpr
-    # 6 attack/space pairs -> 13 statistical rules share the 5 % (Bonferroni)
-    assert PUBLIC.n_statistical_rules() == 13
-    assert PUBLIC.decision_alpha() == pytest.approx(0.05 / 13)
+    # 6 attack/space pairs and the identity attack -> 15 statistical rules share the 5 % (Bonferroni)
+    assert PUBLIC.identity.enabled and CONTROLLED.identity.enabled
+    assert not PUBLIC.identity.fallback_can_pass
+    assert PUBLIC.n_statistical_rules() == 15
+    assert PUBLIC.decision_alpha() == pytest.approx(0.05 / 15)
+    # without it, as before the identity section existed
+    assert AuditProfile().n_statistical_rules() == 13 and not AuditProfile().identity.enabled
 
 
 def test_profile_errors_name_the_key(tmp_path):

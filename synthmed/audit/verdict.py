@@ -15,21 +15,20 @@ from typing import Any
 
 from synthmed.audit.profile import AuditProfile
 
-_ATTACK_WORDS = {
-    "dcr": "guessing 'in training' when a real image is much closer to a synthetic image than to "
-           "any other real image",
-    "domias": "comparing how crowded the synthetic images are around a real image with how "
-              "crowded other real images are there",
-    "mc_neighbourhood": "counting synthetic images in a small neighbourhood of a real image",
-}
+
+def _words(attack: str) -> str:
+    """The attack's plain-words description, from its class in the registry."""
+    from synthmed.audit.attacks import describe
+
+    return describe(attack)
 
 
 @dataclass(frozen=True)
 class AttackMeasure:
     """One membership attack's result at the patient level."""
 
-    attack: str                      # dcr | domias | mc_neighbourhood
-    space: str                       # pixel | encoder
+    attack: str                      # a registered attack's name (synthmed.audit.attacks)
+    space: str                       # pixel | encoder | the attack's own space
     auc: float
     auc_ci: tuple[float, float]      # decision interval (simultaneous)
     tpr: float                       # at the profile's target FPR
@@ -38,6 +37,9 @@ class AttackMeasure:
     fpr_ci: tuple[float, float]
     estimable: bool
     note: str = ""
+    # why a passing result cannot count (the attack's evidence is too weak to certify anything);
+    # its rules then become one "not evaluated" row, which is not a pass
+    cannot_pass: str = ""
 
     @property
     def name(self) -> str:
@@ -137,7 +139,7 @@ def auc_rule(profile: AuditProfile, a: AttackMeasure) -> Rule:
     over_limit = a.auc >= r.max_auc
     evidence = lo > r.auc_evidence_above
     ok = not over_limit and not evidence
-    how = _ATTACK_WORDS.get(a.attack, a.attack)
+    how = _words(a.attack)
     head = (f"An attacker {how} ({a.space} space) tells training patients from others with an AUC "
             f"of {a.auc:.2f} (likely range {lo:.2f} to {hi:.2f}; 0.50 is a coin toss, 1.00 always right).")
     if ok:
@@ -161,7 +163,7 @@ def tpr_rule(profile: AuditProfile, a: AttackMeasure) -> Rule:
     r = profile.attacks
     line = max(r.max_tpr, a.fpr_ci[1])
     ok = a.tpr_ci[0] <= line
-    how = _ATTACK_WORDS.get(a.attack, a.attack)
+    how = _words(a.attack)
     if a.estimable:
         head = (f"Allowing {_pct(r.target_fpr)} false alarms, the attacker ({how}, {a.space} space) "
                 f"finds {_pct(a.tpr)} of training patients (at least {_pct(a.tpr_ci[0])}).")
@@ -188,7 +190,7 @@ def not_evaluated_rule(name: str, reason: str) -> Rule:
     verdict of `pass` certifies that each required attack was tried and failed, and without its
     evidence the audit cannot say so (drop the attack from the profile to accept that)."""
     attack = name.split("/", 1)[0]
-    how = _ATTACK_WORDS.get(attack, attack)
+    how = _words(attack)
     text = (f"The attack by {how} ({name.split('/', 1)[-1]} space) could not be run: {reason}. "
             f"This profile requires it, so the cohort cannot pass without it; add real non-member "
             f"images (a larger reference or holdout split) and re-run the audit.")
@@ -196,19 +198,33 @@ def not_evaluated_rule(name: str, reason: str) -> Rule:
                 {"evaluated": False, "reason": reason})
 
 
+def unproven_rule(a: AttackMeasure, rules: list[Rule]) -> Rule:
+    """An attack that found nothing, run with a tool too weak to certify that (an identity network
+    that cannot tell patients apart): not evaluated, which fails closed like a missing attack."""
+    text = (f"The attack by {_words(a.attack)} ({a.space} space) found no sign of leakage (AUC "
+            f"{a.auc:.2f}, likely range {a.auc_ci[0]:.2f} to {a.auc_ci[1]:.2f}), but that cannot count "
+            f"as a pass: {a.cannot_pass}.")
+    return Rule(f"attack_auc:{a.name}", "not evaluated", "evaluated", False, text,
+                {"evaluated": False, "reason": a.cannot_pass, "auc": a.auc, "auc_ci": list(a.auc_ci),
+                 "would_pass": [r.rule for r in rules]})
+
+
 def evaluate(profile: AuditProfile, attacks: list[AttackMeasure],
              memorisation: MemorisationMeasure, not_evaluated: list[tuple[str, str]] = ()) -> Verdict:
     """Apply every rule of `profile`; the verdict is `pass` only if all rules pass.
 
     not_evaluated: (attack/space, why) for required attacks that could not run; each is a failed
-    rule (see `not_evaluated_rule`)."""
+    rule (see `not_evaluated_rule`). An attack whose measure says it `cannot_pass` keeps its
+    failing rules, and its passing ones become one not-evaluated row (`unproven_rule`)."""
     rules = [hard_copy_rule(profile, memorisation), memorisation_rule(profile, memorisation)]
     for a in attacks:
-        rules.append(auc_rule(profile, a))
-        rules.append(tpr_rule(profile, a))
+        pair = [auc_rule(profile, a), tpr_rule(profile, a)]
+        if a.cannot_pass and all(r.passed for r in pair):
+            pair = [unproven_rule(a, pair)]
+        rules += pair
     rules += [not_evaluated_rule(name, why) for name, why in not_evaluated]
     verdict = "pass" if all(r.passed for r in rules) else "fail"
     return Verdict(verdict, profile.tier, rules)
 
 
-__all__ = ["AttackMeasure", "MemorisationMeasure", "Rule", "Verdict", "evaluate"]
+__all__ = ["AttackMeasure", "MemorisationMeasure", "Rule", "Verdict", "evaluate", "unproven_rule"]
