@@ -398,6 +398,9 @@ embedding: {steps: 0}
 attacks: {attacks: [dcr], spaces: [pixel]}
 sizes: {min_train_patients: 2, min_holdout_patients: 2, min_synthetic_images: 2}
 gallery_pairs: 2
+# the identity attack too: its network folder, record and linked-pairs gallery are outputs
+identity: {enabled: true, steps: 2, batch_size: 4, dim: 8, channels: [8, 16], min_patients_with_repeats: 2,
+           min_validation_patients: 2, n_bootstrap: 10, fallback_can_pass: true}
 """
 
 
@@ -601,7 +604,8 @@ def test_reports_hold_only_counts_and_hashes_of_patients(run):
     reports = [out / "run" / "model_card.json", out / "run" / "model_card.md", out / "run" / "model.json",
                out / "run" / "run.json", out / "cohort" / "cohort.json", out / "dataset" / "dataset.json"]
     if run["audit_missing"] is None:
-        reports += [out / "audit" / "audit.json", out / "audit" / "report.html"]
+        reports += [out / "audit" / "audit.json", out / "audit" / "report.html",
+                    out / "audit" / "identity-network" / "reid.json"]
     checked = patient_fields = 0
     for path in reports:
         if not path.is_file():
@@ -636,6 +640,9 @@ def test_audit_stage_ran(run):
     assert audit["schema"] == "synthmed.audit/1"
     assert audit["data"]["n_member_patients"] == len(
         {r["patient"] for r in _manifest(run["outputs"] / "dataset") if r["split"] == "train"})
+    # the identity attack ran too (its record, links and network folder are scanned like the rest)
+    assert audit["identity"]["enabled"] and "source" in audit["identity"]
+    assert any(a["attack"].startswith("identity") for a in audit["attacks"]) or audit["skipped"]
 
 
 def test_refused_input_is_named_by_a_keyed_hash_in_files(run):

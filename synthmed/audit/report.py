@@ -290,7 +290,7 @@ def _identity_html(ident: dict[str, Any], gallery: list[dict[str, Any]]) -> str:
     esc = html.escape
     out = ["<h2>Patient re-identification</h2>"]
     v = ident.get("verification") or {}
-    if v.get("estimable") and v.get("auc") is not None:
+    if v.get("estimable") and v.get("auc") is not None and None not in (v.get("ci") or [None]):
         ver = (f"verification AUC {v['auc']:.3f} (range {v['ci'][0]:.3f}–{v['ci'][1]:.3f}) on "
                f"{v.get('n_patients', 0)} patients with repeat images ({esc(v.get('measured_on', ''))})")
     else:

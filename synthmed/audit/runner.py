@@ -317,11 +317,10 @@ def _identity_section(inputs: Inputs, space: IdentitySpace | None, found, n: int
     hold_scores = np.sort(found.score[~is_member])
     m_idx = np.flatnonzero(is_member)
     order = m_idx[np.lexsort((m_idx, -found.score[m_idx]))][:n]
-    n_train = len(inputs.train)
     train_ids = np.asarray(inputs.train_patients).astype(str)
     links, gallery = [], []
     for rank, k in enumerate(order, start=1):
-        pos = int(found.real_index[k])  # candidates are train images first: a member's are all < n_train
+        pos = int(found.real_index[k])  # candidates are train images first: a member's index is its train position
         s_idx = int(found.synthetic_index[k])
         score = float(found.score[k])
         above = float(np.mean(hold_scores >= score)) if hold_scores.size else float("nan")
@@ -331,7 +330,6 @@ def _identity_section(inputs: Inputs, space: IdentitySpace | None, found, n: int
         gallery.append({"rank": rank, "synthetic_index": s_idx, "similarity": score,
                         "holdout_share_as_strong": above, "train_positions": [int(i) for i in own],
                         "synthetic": inputs.synthetic[s_idx], "train": [inputs.train[i] for i in own]})
-        assert pos < n_train
     section["links"] = links
     section["strongest_holdout_link"] = float(hold_scores[-1]) if hold_scores.size else None
     return section, gallery

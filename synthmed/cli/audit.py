@@ -64,7 +64,9 @@ def print_result(console: Console, result) -> None:
     table.add_column("result")
     for r in v.rules:
         fmt = (lambda x: f"{x:.3g}" if isinstance(x, float) else str(x))
-        table.add_row(r.rule, fmt(r.measured), fmt(r.threshold), "[green]pass[/]" if r.passed else "[red]FAIL[/]")
+        word = ("[green]pass[/]" if r.passed else
+                "[red]not evaluated[/]" if r.details.get("evaluated") is False else "[red]FAIL[/]")
+        table.add_row(r.rule, fmt(r.measured), fmt(r.threshold), word)
     console.print(table)
     for r in v.failed_rules():
         console.print(f"[red]-[/] {r.explanation}")

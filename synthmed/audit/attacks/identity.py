@@ -133,14 +133,20 @@ def prepare_identity(inputs, profile, seed: int, weights=None, encoder=None, mak
     fallback, network = False, {}
     weights = weights if weights is not None else ident.weights
     n_rep = patients_with_repeats(inputs.train_patients)
+    net, why_not = None, ""
+    if weights is None and n_rep >= ident.min_patients_with_repeats:
+        # a share of the repeat patients is kept out of training to verify it (reid.fit_identity_network)
+        from synthmed.errors import InputError
+
+        settings = reid.IdentitySettings(**ident.model_dump(exclude={"fallback_can_pass"}))
+        try:
+            net = reid.fit_identity_network(inputs.train, inputs.train_patients, settings, seed, on_step=on_step)
+        except InputError as err:  # too few left to train on once the validation patients are out
+            why_not = f"; training one failed: {err}"
     if weights is not None:
         net = reid.load_reid_network(weights)
         source = "local weights (trained elsewhere; loaded with --identity-network or identity.weights)"
-    elif n_rep >= ident.min_patients_with_repeats:
-        # a share of the repeat patients is kept out of training to verify it (reid.fit_identity_network)
-        # the network records its settings: the re-identification ones, not the audit's rules
-        settings = reid.IdentitySettings(**ident.model_dump(exclude={"fallback_can_pass"}))
-        net = reid.fit_identity_network(inputs.train, inputs.train_patients, settings, seed, on_step=on_step)
+    elif net is not None:
         source = (f"trained by this audit on same-patient pairs of the train split ({n_rep} patients "
                   f"with repeat images, {int(round(ident.validation_fraction * 100))} % of them kept out to verify it)")
     else:
@@ -148,7 +154,9 @@ def prepare_identity(inputs, profile, seed: int, weights=None, encoder=None, mak
         fallback = True
         source = (f"fallback: the augmentation-invariant encoder (the train split has {n_rep} patients with "
                   f"repeat images, fewer than identity.min_patients_with_repeats = "
-                  f"{ident.min_patients_with_repeats}, so no re-identification network could be trained)")
+                  f"{ident.min_patients_with_repeats}, so no re-identification network could be trained)"
+                  if not why_not else
+                  f"fallback: the augmentation-invariant encoder (no re-identification network{why_not})")
     if net is None:
         return IdentitySpace(None, source, True, _verification_dict({}, "nothing"),
                              "no re-identification network could be trained and the audit has no encoder "
