@@ -25,6 +25,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from synthmed.audit.whitebox.settings import WhiteboxSettings
 from synthmed.config import StrictConfig, load_config
 
 Tier = Literal["public", "controlled"]
@@ -111,6 +112,9 @@ class AuditProfile(StrictConfig):
     attacks: AttackRules = AttackRules()
     memorisation: MemorisationRules = MemorisationRules()
     sizes: Sizes = Sizes()
+    whitebox: WhiteboxSettings = Field(
+        default_factory=WhiteboxSettings,
+        description="white-box attacks, run when the audit is given the model (--model RUN)")
     gallery_pairs: int = Field(8, ge=0, le=64)
 
     def n_statistical_rules(self, n_attacks: int | None = None) -> int:

@@ -13,6 +13,7 @@ from synthmed.audit.attacks.blackbox import (DCR, DOMIAS, DOMIAS_PCA_DIMS, MCNei
                                              domias_scores, mc_neighbourhood_scores, median_heuristic_eps)
 from synthmed.audit.attacks.measure import (AttackRun, aggregate_by_patient, measure_attack,
                                             split_calibration, summarise_attack)
+from synthmed.audit.whitebox import registry as _whitebox  # noqa: F401  (registers loss, pia, secmi, sima)
 
 
 def attack_settings(name: str, n_reference: int, n_synthetic: int):

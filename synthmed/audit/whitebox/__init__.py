@@ -17,28 +17,43 @@ from typing import Any
 
 import numpy as np
 
-from synthmed.audit.whitebox import loss, pia, secmi, sima
 from synthmed.audit.whitebox.settings import ALL_WHITEBOX, WhiteboxSettings
-from synthmed.audit.whitebox.target import ModelTarget
 
-WHITEBOX: dict[str, ModuleType] = {m.NAME: m for m in (loss, pia, secmi, sima)}
+
+def modules() -> dict[str, ModuleType]:
+    """{attack name: its module}; imported on first use (torch), so profiles load fast."""
+    from synthmed.audit.whitebox import loss, pia, secmi, sima
+
+    return {m.NAME: m for m in (loss, pia, secmi, sima)}
 
 
 def score_images(model: Any, images: np.ndarray, settings: WhiteboxSettings | None = None, *,
                  seed: int = 0, labels: np.ndarray | None = None, ages: np.ndarray | None = None,
-                 sexes: np.ndarray | None = None, attacks: list[str] | None = None) -> dict[str, np.ndarray]:
+                 sexes: np.ndarray | None = None, attacks: list[str] | None = None,
+                 reference: np.ndarray | None = None, reference_conditions: tuple | None = None,
+                 ) -> dict[str, np.ndarray]:
     """{attack name: per-image scores} of `images` (float (n, *shape) in [0, 1]) against `model`
     (a `DiffusionModel`). labels / ages / sexes: the images' conditions (dataset rows), used when
-    settings.conditions is "given"; otherwise, or when absent, the null condition."""
+    settings.conditions is "given"; otherwise, or when absent, the null condition. `reference`:
+    real non-member images that are not among `images` (SecMI's two-sided score centres on them),
+    with their (labels, ages, sexes) in `reference_conditions`."""
+    from synthmed.audit.whitebox.target import ModelTarget
+
     settings = settings or WhiteboxSettings()
     target = model if isinstance(model, ModelTarget) else ModelTarget(model)
-    x0 = target.encode(images, settings.batch_size)
-    if settings.conditions == "given" and labels is not None:
-        cond = target.conditions(len(images), labels, ages, sexes)
-    else:
-        cond = target.conditions(len(images))
-    return {name: WHITEBOX[name].scores(target, x0, cond, settings, seed)
-            for name in (attacks or settings.attacks)}
+
+    def prepare(x, conds):
+        cond = (target.conditions(len(x), *conds) if settings.conditions == "given" and conds
+                and conds[0] is not None else target.conditions(len(x)))
+        return target.encode(x, settings.batch_size), cond
+
+    x0, cond = prepare(images, (labels, ages, sexes))
+    ref = prepare(reference, reference_conditions) if reference is not None else None
+    out = {}
+    for name in attacks or settings.attacks:
+        kw = {"reference": ref} if name == "secmi" else {}
+        out[name] = modules()[name].scores(target, x0, cond, settings, seed, **kw)
+    return out
 
 
-__all__ = ["WHITEBOX", "ALL_WHITEBOX", "WhiteboxSettings", "ModelTarget", "score_images"]
+__all__ = ["ALL_WHITEBOX", "WhiteboxSettings", "modules", "score_images"]

@@ -16,8 +16,6 @@ from synthmed.audit.whitebox.settings import WhiteboxSettings
 from synthmed.audit.whitebox.target import ModelTarget, batched, per_image
 
 NAME = "loss"
-DESCRIBE = ("adding noise to a real image and asking the model to remove it: the model removes "
-            "noise from its own training images better")
 
 
 def scores(target: ModelTarget, x0: torch.Tensor, cond, settings: WhiteboxSettings, seed: int = 0) -> np.ndarray:

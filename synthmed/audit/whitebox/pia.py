@@ -17,8 +17,6 @@ from synthmed.audit.whitebox.settings import WhiteboxSettings
 from synthmed.audit.whitebox.target import ModelTarget, batched, per_image
 
 NAME = "pia"
-DESCRIBE = ("asking the model which noise a real image holds, adding that noise back and "
-            "checking whether the model's answer stays the same: it does for training images")
 
 
 def scores(target: ModelTarget, x0: torch.Tensor, cond, settings: WhiteboxSettings, seed: int = 0) -> np.ndarray:

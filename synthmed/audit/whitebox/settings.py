@@ -35,6 +35,10 @@ class WhiteboxSettings(StrictConfig):
     secmi_timestep: int = Field(100, ge=1, le=980, description="SecMI: the timestep whose "
                                 "step-wise error is compared")
     secmi_interval: int = Field(20, ge=1, description="SecMI: DDIM step between inversion points")
+    secmi_direction: Literal["two-sided", "published"] = Field(
+        "two-sided", description="SecMI: score the deviation of the error from the reference "
+                                 "images' median either way (default), or the published lower-is-"
+                                 "member error (see synthmed.audit.whitebox.secmi)")
     sima_timestep: int = Field(20, ge=0, le=999, description="SimA: the timestep of its one query")
 
     @model_validator(mode="after")

@@ -14,8 +14,6 @@ from synthmed.audit.whitebox.settings import WhiteboxSettings
 from synthmed.audit.whitebox.target import ModelTarget, batched, per_image
 
 NAME = "sima"
-DESCRIBE = ("asking the model once how much noise a clean real image holds: it sees none in its "
-            "own training images")
 
 
 def scores(target: ModelTarget, x0: torch.Tensor, cond, settings: WhiteboxSettings, seed: int = 0) -> np.ndarray:
