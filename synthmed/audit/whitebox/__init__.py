@@ -47,6 +47,11 @@ def score_images(model: Any, images: np.ndarray, settings: WhiteboxSettings | No
                 and conds[0] is not None else target.conditions(len(x)))
         return target.encode(x, settings.batch_size), cond
 
+    if (reference is not None and settings.conditions == "given" and labels is not None
+            and (reference_conditions is None or reference_conditions[0] is None)):
+        # SecMI centres on the reference's errors: both sides must be queried alike
+        raise ValueError("score_images: candidates have conditions but the reference has none; "
+                         "pass reference_conditions, or settings.conditions='null'")
     x0, cond = prepare(images, (labels, ages, sexes))
     ref = prepare(reference, reference_conditions) if reference is not None else None
     out = {}

@@ -30,7 +30,7 @@ class WhiteboxSettings(StrictConfig):
     loss_timesteps: list[int] = Field(default_factory=lambda: [50, 100, 200], min_length=1,
                                       description="loss attack: timesteps (of 1000) it denoises at")
     loss_draws: int = Field(2, ge=1, description="loss attack: noise draws per timestep")
-    pia_timestep: int = Field(200, ge=1, le=999, description="PIA: the timestep of its second query")
+    pia_timestep: int = Field(100, ge=1, le=999, description="PIA: the timestep of its second query")
     pia_p: float = Field(4.0, ge=1.0, description="PIA: the l_p norm of the error")
     secmi_timestep: int = Field(100, ge=1, le=980, description="SecMI: the timestep whose "
                                 "step-wise error is compared")
