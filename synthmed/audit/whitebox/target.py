@@ -5,12 +5,14 @@ Every attack works in the space the denoiser was trained in: pixel models see im
 latent means times the run's scale factor. So a latent model is attacked in latent space, where
 its memorisation lives, and the attack never needs the decoder.
 
-Noise is drawn per image from (seed, stream, image index), so an image's score does not depend on
-the batch it was scored in, nor on which other images were scored (batch-invariant, seeded).
+Noise is drawn per image from (seed, stream, a hash of the image's own values), so an image's
+score does not depend on the batch it was scored in, nor on which other images were scored with
+it (batch-invariant, seeded; up to float summation order).
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 from typing import Any, Sequence
 
@@ -79,7 +81,8 @@ class ModelTarget:
         return torch.cat(out) if out else torch.empty((0, int(info["in_channels"]), *info["model_shape"]))
 
     def noise(self, like: torch.Tensor, index: np.ndarray, seed: int, stream: Sequence[int]) -> torch.Tensor:
-        """Standard normal noise shaped like `like`, row i drawn from (seed, stream, index[i])."""
+        """Standard normal noise shaped like `like`, row i drawn from (seed, stream, index[i])
+        (`batched` passes each image's key)."""
         rows = [torch.randn(like.shape[1:], generator=torch.Generator().manual_seed(
             _stream_seed(seed, stream, int(i)))) for i in index]
         return torch.stack(rows).to(like.device, like.dtype)
@@ -103,16 +106,24 @@ class ModelTarget:
         return math.sqrt(a2) * x0 + math.sqrt(1 - a2) * e
 
 
+def image_keys(x0: torch.Tensor) -> np.ndarray:
+    """One 63-bit key per image, from its values: the noise an attack draws for it."""
+    rows = x0.detach().cpu().contiguous().numpy()
+    return np.array([int.from_bytes(hashlib.sha256(r.tobytes()).digest()[:8], "little") >> 1
+                     for r in rows], dtype=np.int64)
+
+
 def per_image(x: torch.Tensor) -> torch.Tensor:
     """Mean over every axis but the first."""
     return x.flatten(1).mean(1)
 
 
 def batched(x0: torch.Tensor, cond: Conditions, batch_size: int, fn) -> np.ndarray:
-    """fn(x0_batch, cond_batch, indices) -> (b,) scores, over the whole set in batches."""
+    """fn(x0_batch, cond_batch, image_keys) -> (b,) scores, over the whole set in batches."""
     n = x0.shape[0]
+    keys = image_keys(x0)
     out = np.empty(n, dtype=np.float64)
     for s in range(0, n, batch_size):
         idx = np.arange(s, min(n, s + batch_size))
-        out[idx] = fn(x0[idx], cond.select(torch.from_numpy(idx)), idx).double().cpu().numpy()
+        out[idx] = fn(x0[idx], cond.select(torch.from_numpy(idx)), keys[idx]).double().cpu().numpy()
     return out
