@@ -32,7 +32,7 @@ def test_registry_holds_the_shipped_attacks_and_what_they_need():
 def test_profile_validates_attack_names_against_the_registry(tmp_path):
     f = tmp_path / "p.yaml"
     f.write_text("attacks:\n  attacks: [dcr, lira]\n")
-    with pytest.raises(ConfigError, match="unknown attack 'lira'; known: dcr, domias, mc_neighbourhood"):
+    with pytest.raises(ConfigError, match="unknown attack 'lira'; known: dcr, domias, loss, mc_neighbourhood, pia, secmi, sima"):
         load_config(f, AuditProfile)
 
 

@@ -93,6 +93,11 @@ def load_inputs(dataset: Path, cohort: Path, profile: "AuditProfile", seed: int 
         train_patients=pid[train_idx], holdout_patients=pid[holdout_idx],
         spatial_dims=ds.spatial_dims, extra={"reference_source": reference_source},
         reference_patients=pid[ref_idx])
+    # The images' own conditions (labels, age, sex), by role: the white-box attacks query a
+    # conditional model with them, as the hospital that holds both can.
+    labels, ages, sexes = ds.label_matrix(), ds.ages(), ds.sexes()
+    inputs.extra["conditions"] = {role: (labels[idx], ages[idx], sexes[idx]) for role, idx in
+                                  (("train", train_idx), ("holdout", holdout_idx), ("reference", ref_idx))}
     return inputs, ds, co
 
 

@@ -26,6 +26,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_serializer, model_validator
 
 from synthmed.audit.reid import IdentitySettings
+from synthmed.audit.whitebox.settings import WhiteboxSettings
 from synthmed.config import StrictConfig, load_config
 
 Tier = Literal["public", "controlled"]
@@ -127,6 +128,9 @@ class AuditProfile(StrictConfig):
     memorisation: MemorisationRules = MemorisationRules()
     sizes: Sizes = Sizes()
     identity: IdentityRules = IdentityRules()
+    whitebox: WhiteboxSettings = Field(
+        default_factory=WhiteboxSettings,
+        description="white-box attacks, run when the audit is given the model (--model RUN)")
     gallery_pairs: int = Field(8, ge=0, le=64)
 
     @model_serializer(mode="wrap")

@@ -105,6 +105,8 @@ def plan_attacks(prof: AuditProfile, ctx: AttackContext):
     vector attack in every available space (space by space), then each attack with its own space."""
     jobs, not_evaluated = [], []
     classes = [get_attack(name) for name in prof.attacks.attacks]
+    if ctx.model is not None:  # the model in hand: the white-box attacks too
+        classes += [get_attack(n) for n in prof.whitebox.attacks if n not in prof.attacks.attacks]
     candidates = [cls(space) for space in ctx.spaces for cls in classes if cls.fixed_space is None]
     candidates += [cls() for cls in classes if cls.fixed_space is not None]
     if prof.identity.enabled:
@@ -122,8 +124,10 @@ def plan_attacks(prof: AuditProfile, ctx: AttackContext):
 def run_audit(dataset: Path, cohort: Path, profile: "AuditProfile | Path | str | None", out: Path, *,
               seed: int = 0, filter: bool = False, encoder: Path | None = None,
               identity_network: Path | None = None, overwrite: bool = False,
-              allow_other_dataset: bool = False) -> AuditResult:
+              allow_other_dataset: bool = False, model: Path | None = None) -> AuditResult:
     """Audit `cohort` against `dataset`; write out/audit.json and out/report.html.
+
+    model: the generator's run folder; the white-box attacks (profile `whitebox:`) then query it.
 
     A failed audit is a result, not an error: the verdict is in the returned `AuditResult`.
     Raises InputError for inputs that cannot be audited (missing splits, too few patients,
@@ -143,6 +147,11 @@ def run_audit(dataset: Path, cohort: Path, profile: "AuditProfile | Path | str |
     # would measure membership against people the model never saw.
     other = check_trained_on(ds, str(co.info.get("dataset_fingerprint", "")),
                              f"the model of the cohort {co.root}", allow_other_dataset)
+    target = None
+    if model is not None:
+        from synthmed.audit.whitebox.registry import load_target
+
+        target = load_target(Path(model), ds, allow_other_dataset)
     embedder = fit_encoder(inputs, prof, seed, Path(encoder) if encoder else None)
     identity = None
     if prof.identity.enabled:
@@ -152,7 +161,12 @@ def run_audit(dataset: Path, cohort: Path, profile: "AuditProfile | Path | str |
                                     encoder=embedder, make_encoder=lambda: _fallback_encoder(inputs, prof, seed))
     result = audit_inputs(inputs, prof, out, seed=seed, embedder=embedder,
                           dataset_fingerprint=ds.fingerprint(), cohort_fingerprint=co.fingerprint(),
-                          encoder_given=encoder is not None, identity=identity)
+                          encoder_given=encoder is not None, identity=identity, model=target)
+    if target is not None:
+        from synthmed.audit.whitebox.registry import model_section
+
+        result = result.with_record(result.record.with_(
+            sections={**result.record.sections, "model": model_section(target, result.record)}))
     if other:
         note = (f"the cohort's model was trained on another dataset (fingerprint "
                 f"{co.info.get('dataset_fingerprint')}); --allow-other-dataset was given")
@@ -204,7 +218,7 @@ def write_outputs(result: AuditResult, encoder_to_save=None, identity_to_save=No
 
 def audit_inputs(inputs: Inputs, prof: AuditProfile, out: Path, *, seed: int, embedder,
                  dataset_fingerprint: str, cohort_fingerprint: str, encoder_given: bool = False,
-                 identity: IdentitySpace | None = None) -> AuditResult:
+                 identity: IdentitySpace | None = None, model=None) -> AuditResult:
     """The audit proper on loaded images (shared by run_audit and the filtered re-audit); writes
     nothing (see `write_outputs`). identity: the identity attack's space (when the profile has it)."""
     from synthmed.audit import neighbours
@@ -221,7 +235,8 @@ def audit_inputs(inputs: Inputs, prof: AuditProfile, out: Path, *, seed: int, em
     skipped: list[dict[str, str]] = []
     if "encoder" in prof.attacks.spaces and "encoder" not in spaces:
         skipped.append({"space": "encoder", "reason": "embedding.steps is 0 and no --encoder was given"})
-    ctx = AttackContext(inputs=inputs, profile=prof, seed=seed, spaces=spaces, identity_network=identity)
+    ctx = AttackContext(inputs=inputs, profile=prof, seed=seed, spaces=spaces, identity_network=identity,
+                        model=model)
     jobs, not_evaluated = plan_attacks(prof, ctx)
     alpha = prof.decision_alpha(len(jobs))
     cand_patients = ctx.candidate_patients
@@ -288,7 +303,9 @@ def audit_inputs(inputs: Inputs, prof: AuditProfile, out: Path, *, seed: int, em
             source="given" if encoder_given else ("trained on the train split" if embedder is not None else "none"),
             name=getattr(embedder, "name", None) if embedder is not None else None,
             steps=prof.embedding.steps, dim=prof.embedding.dim),
-        provenance=provenance(prof, seed=seed, schema=AUDIT_SCHEMA))
+        # the white-box settings are recorded when they ran (an audit without --model keeps its bytes)
+        provenance=provenance(prof if model is not None else prof.model_dump(mode="json", exclude={"whitebox"}),
+                              seed=seed, schema=AUDIT_SCHEMA))
     identity_gallery: list[dict[str, Any]] = []
     if prof.identity.enabled:
         section, identity_gallery = _identity_section(inputs, identity, identity_found, prof.gallery_pairs)

@@ -29,6 +29,7 @@ def audit_command(
     encoder: Optional[Path] = typer.Option(None, "--encoder", help="local encoder weights (embedder.json + .safetensors) instead of training one"),
     identity_network: Optional[Path] = typer.Option(None, "--identity-network", help="local re-identification network (reid.json + reid.safetensors, from `synthmed identity train`) for the identity attack, instead of training one on the train split"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace the audit already in --out"),
+    model: Optional[Path] = typer.Option(None, "--model", help="the generator's run folder: also run the white-box attacks (profile whitebox:), which query its denoiser"),
     allow_other_dataset: bool = typer.Option(False, "--allow-other-dataset", help="audit a cohort whose model was trained on another dataset (recorded in audit.json)"),
     fail_on_fail: bool = typer.Option(False, "--fail-on-fail", help="exit with code 3 when the verdict is 'fail'"),
 ) -> None:
@@ -42,7 +43,7 @@ def audit_command(
     check_seed(seed)
     result = run_audit(dataset, synthetic, resolve_config_path(profile, "audit"), out, seed=seed,
                        filter=filter_, encoder=encoder, identity_network=identity_network, overwrite=overwrite,
-                       allow_other_dataset=allow_other_dataset)
+                       allow_other_dataset=allow_other_dataset, model=model)
     console = Console()
     print_result(console, result)
     if result.filtered is not None or "filter" in result.audit:

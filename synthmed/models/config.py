@@ -93,6 +93,24 @@ class LatentConfig(StrictConfig):
         return self
 
 
+class DPConfig(StrictConfig):
+    """Differentially private training (Opacus DP-SGD) with the PATIENT as the privacy unit.
+
+    Each step samples patients independently with probability batch_size / (train patients)
+    (Poisson sampling), so `batch_size` is the expected number of patients per step; a sampled
+    patient's images (up to `images_per_patient`) make ONE gradient, clipped to `max_grad_norm`
+    as one record (synthmed.models.dp says why). The noise is chosen by Opacus's accountant so
+    that `steps` such steps spend `target_epsilon` at `delta`.
+    """
+
+    target_epsilon: float = Field(..., gt=0, description="privacy budget of the whole training run")
+    delta: float = Field(1e-5, gt=0, lt=1, description="must be below 1 / (train patients)")
+    max_grad_norm: float = Field(1.0, gt=0, description="per-patient gradient clipping norm")
+    images_per_patient: int = Field(1, ge=1, description="at most this many of a sampled patient's "
+                                    "images go into its one gradient")
+    accountant: Literal["rdp", "prv"] = "rdp"
+
+
 class TrainConfig(StrictConfig):
     seed: int = 0
     steps: int = Field(2000, ge=1, description="optimiser steps of the diffusion model")
@@ -116,3 +134,15 @@ class TrainConfig(StrictConfig):
     scheduler: SchedulerConfig = SchedulerConfig()
     sampling: SamplingConfig = SamplingConfig()
     latent: LatentConfig = LatentConfig()
+    dp: DPConfig | None = Field(None, description="train with differential privacy (patient-level "
+                                "DP-SGD); None trains without")
+
+    @model_validator(mode="after")
+    def _check_dp(self) -> "TrainConfig":
+        if self.dp is not None and self.latent.enabled:
+            # Fail closed: the autoencoder is trained on the same patients without DP and ships
+            # inside the model, so an epsilon for the denoiser alone would not describe the model.
+            raise ValueError("dp cannot be combined with latent.enabled: the autoencoder would be "
+                             "trained on the patients without differential privacy; train a pixel "
+                             "model for a DP release")
+        return self

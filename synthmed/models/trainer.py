@@ -167,7 +167,8 @@ class _Run:
         ds = Dataset.open(dataset, check_values=False)
         self.ds_summary = ds.summary()
         idx = ds.require_split("train")
-        self.train_patients = sorted({ds.records[i].patient for i in idx})
+        self.row_patients = np.array([ds.records[i].patient for i in idx], dtype=object)
+        self.train_patients = sorted(set(self.row_patients.tolist()))
         images = np.asarray(ds.images[idx], dtype=np.float32)
         check_values(images, ds.root / "images.npy", intensity_range(ds.info), index=idx)
         self.fingerprint = ds.fingerprint() or sha256_file(ds.root / "images.npy")
@@ -211,6 +212,11 @@ class _Run:
         self.ema = EMAModel(self.net.parameters(), decay=cfg.ema_decay, use_ema_warmup=True,
                             inv_gamma=1.0, power=2 / 3)
         self.sched = training_scheduler(cfg.scheduler)
+        self.dp = None
+        if cfg.dp is not None:
+            from synthmed.models.dp import PatientDPSGD
+
+            self.dp = PatientDPSGD(self.net, self.opt, cfg, self.row_patients, self.d.world)
         self.model = self.net
         if self.d.world > 1:
             self.model = torch.nn.parallel.DistributedDataParallel(
@@ -280,6 +286,8 @@ class _Run:
 
     def _resume_key(self) -> str:
         cfg = self.cfg.model_dump(mode="json")
+        if cfg.get("dp") is None:
+            cfg.pop("dp", None)  # runs from before `dp` existed keep their key
         return sha256_json({k: v for k, v in cfg.items() if k not in _RESUMABLE_KEYS})
 
     def _save(self, step: int) -> None:
@@ -336,6 +344,7 @@ class _Run:
             "trained_steps": step, "dataset_fingerprint": self.fingerprint,
             "train_patients_sha256": hash_id_list(self.train_patients),
             "config": self.cfg.model_dump(mode="json"),
+            **({"dp": self.dp.record(step)} if self.dp is not None else {}),
         }
 
     def _write_outputs(self, step: int, final: bool) -> DiffusionModel:
@@ -366,6 +375,24 @@ class _Run:
         write_grid(name.with_suffix(".png"), sampled.images)
         write_json(name.with_suffix(".json"), {"step": step, "n": self.cfg.sample_grid, "seed": 0,
                                                "sampling": sampled.settings.as_dict()})
+
+    def _dp_step(self, step: int) -> float:
+        """One patient-level DP-SGD step (synthmed.models.dp): the patients are Poisson-sampled,
+        so the batch is this step's own, not the fixed-size epoch slice of non-private training."""
+        cfg, dev = self.cfg, self.d.device
+        rows, slot, k = self.dp.sample(cfg.seed, step)
+        sel = rows if rows.size else np.zeros(1, dtype=np.int64)  # a placeholder row, weight 0
+        g = torch.Generator().manual_seed(int(np.random.default_rng([cfg.seed, 12, step]).integers(2**62)))
+        noise = torch.randn((sel.size, *self.data.shape[1:]), generator=g).to(dev)
+        t = torch.randint(0, cfg.scheduler.num_train_timesteps, (sel.size,), generator=g).to(dev)
+        u = torch.rand((sel.size, 4), generator=g)
+        x0 = self.data[torch.from_numpy(sel)].to(dev)
+        cond = _drop(self.cond.select(torch.from_numpy(sel)), u, cfg.conditioning).to(dev)
+        x_t = self.sched.add_noise(x0, noise, t)
+        target = noise if cfg.scheduler.prediction_type == "epsilon" else self.sched.get_velocity(x0, noise, t)
+        noise_gen = torch.Generator(device=dev).manual_seed(
+            int(np.random.default_rng([cfg.seed, 13, step]).integers(2**62)))
+        return self.dp.step(x_t, t, target, cond, slot, k, noise_gen)
 
     # ---- the loop ------------------------------------------------------------------------------
 
@@ -400,31 +427,34 @@ class _Run:
                 noise = torch.randn((cfg.batch_size, *self.data.shape[1:]), generator=g)[mine]
                 t = torch.randint(0, t_total, (cfg.batch_size,), generator=g)[mine]
                 u = torch.rand((cfg.batch_size, 4), generator=g)[mine]
-                x0 = self.data[rows]
-                cond = self.cond.select(torch.from_numpy(rows)).drop(
-                    (u[:, 0] < c.drop_labels) | (u[:, 3] < c.drop_all),
-                    (u[:, 1] < c.drop_age) | (u[:, 3] < c.drop_all),
-                    (u[:, 2] < c.drop_sex) | (u[:, 3] < c.drop_all)).to(d.device)
-                x0, noise, t = x0.to(d.device), noise.to(d.device), t.to(d.device)
-                x_t = self.sched.add_noise(x0, noise, t)
-                target = noise if cfg.scheduler.prediction_type == "epsilon" else \
-                    self.sched.get_velocity(x0, noise, t)
-                with torch.autocast(d.device.type, dtype=torch.bfloat16, enabled=autocast):
-                    pred = self.model(x_t, t, cond)
-                loss = F.mse_loss(pred.float(), target)
-                self.opt.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(self.net.parameters(), cfg.grad_clip)
-                self.opt.step()
+                if self.dp is not None:
+                    loss_value = self._dp_step(step)
+                else:
+                    x0 = self.data[rows]
+                    cond = _drop(self.cond.select(torch.from_numpy(rows)), u, c).to(d.device)
+                    x0, noise, t = x0.to(d.device), noise.to(d.device), t.to(d.device)
+                    x_t = self.sched.add_noise(x0, noise, t)
+                    target = noise if cfg.scheduler.prediction_type == "epsilon" else \
+                        self.sched.get_velocity(x0, noise, t)
+                    with torch.autocast(d.device.type, dtype=torch.bfloat16, enabled=autocast):
+                        pred = self.model(x_t, t, cond)
+                    loss = F.mse_loss(pred.float(), target)
+                    self.opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    torch.nn.utils.clip_grad_norm_(self.net.parameters(), cfg.grad_clip)
+                    self.opt.step()
+                    loss_value = d.mean(loss.detach())
                 self.lr_sched.step()
                 self.ema.step(self.net.parameters())
-                window.append(d.mean(loss.detach()))
+                if math.isfinite(loss_value) or self.dp is None:
+                    window.append(loss_value)  # a DP step that sampled no patient has no loss
                 done = step + 1
                 if done % cfg.log_every == 0 or done == cfg.steps:
-                    if not math.isfinite(window[-1]):
+                    if window and not math.isfinite(window[-1]):
                         raise SynthmedError(f"training diverged at step {done} (loss {window[-1]}); "
                                             "lower lr or raise grad clipping")
-                    self.losses.append({"step": done, "loss": float(np.mean(window)),
+                    self.losses.append({"step": done,
+                                        "loss": float(np.mean(window)) if window else math.nan,
                                         "lr": self.lr_sched.get_last_lr()[0],
                                         "seconds": time.perf_counter() - t0})
                     window = []
@@ -455,6 +485,13 @@ class _Run:
             folders.stamp(self.out, "run")
         d.barrier()
         return self.out
+
+
+def _drop(cond: Conditions, u: torch.Tensor, c) -> Conditions:
+    """Classifier-free-guidance drops of a batch from its uniform draws u (B, 4)."""
+    return cond.drop((u[:, 0] < c.drop_labels) | (u[:, 3] < c.drop_all),
+                     (u[:, 1] < c.drop_age) | (u[:, 3] < c.drop_all),
+                     (u[:, 2] < c.drop_sex) | (u[:, 3] < c.drop_all))
 
 
 def _check_resume_steps(root: Path, steps: int) -> None:
@@ -489,6 +526,16 @@ def write_grid(path: Path, images: np.ndarray) -> None:
     save_png(to_uint8(sheet), path)
 
 
+def _dp_card_lines(dp: dict[str, Any] | None) -> list[str]:
+    if dp is None:
+        return ["- differential privacy: none (trained without DP; no formal bound)"]
+    return [f"- differential privacy: ({dp['epsilon']:.3g}, {dp['delta']:g})-DP per PATIENT "
+            f"(Opacus {dp['accountant']} accountant: noise multiplier {dp['noise_multiplier']:.3g}, "
+            f"patient sampling rate {dp['sample_rate']:.3g}, {dp['steps']} steps, clipping norm "
+            f"{dp['max_grad_norm']:g}); covers {dp['covers']}; not covered: "
+            + "; ".join(dp["not_covered"])]
+
+
 def write_model_card(out: Path, run: _Run, model: DiffusionModel) -> None:
     """Model card (JSON + markdown): counts, hashes, losses, resolved sampler defaults; nothing
     identifying."""
@@ -513,6 +560,7 @@ def write_model_card(out: Path, run: _Run, model: DiffusionModel) -> None:
         "objective": cfg.scheduler.prediction_type, "noise_schedule": cfg.scheduler.beta_schedule,
         "latent": cfg.latent.enabled,
         "sampler_defaults": sampling.as_dict(),
+        "differential_privacy": model.info.get("dp"),
         "provenance": provenance(cfg, seed=cfg.seed),
     }
     write_json(out / "model_card.json", card)
@@ -530,6 +578,7 @@ def write_model_card(out: Path, run: _Run, model: DiffusionModel) -> None:
         f"- loss: first {card['first_loss']:.4f}, final {card['final_loss']:.4f}" if tail else "- loss: n/a",
         f"- sampler defaults: {sampling.sampler}, {sampling.steps} steps, guidance "
         f"{sampling.guidance_scale}",
+        *_dp_card_lines(model.info.get("dp")),
         "", "Split sizes:", "", "| split | patients | images |", "|---|---|---|",
         *[f"| {k} | {v['patients']} | {v['images']} |" for k, v in splits.items()], "",
     ]

@@ -16,6 +16,7 @@ from synthmed.audit.attacks.identity import (FallbackIdentityAttack, IdentityAtt
                                              identity_attack_for)
 from synthmed.audit.attacks.measure import (AttackRun, aggregate_by_patient, measure_attack,
                                             split_calibration, summarise_attack)
+from synthmed.audit.whitebox import registry as _whitebox  # noqa: F401  (registers loss, pia, secmi, sima)
 
 
 def attack_settings(name: str, n_reference: int, n_synthetic: int):

@@ -1,0 +1,57 @@
+"""`WhiteboxSettings`: the timesteps and query budget of the white-box attacks (the audit
+profile's `whitebox:` section).
+
+Timesteps are given on the 1,000-step schedule the papers use and scaled to the model's own
+`num_train_timesteps`, so one profile serves every model. The query budget per image is
+`len(loss_timesteps) * loss_draws + 2 (PIA) + secmi_timestep / secmi_interval + 2 (SecMI) + 1 (SimA)`
+denoiser evaluations (16 with the defaults).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from synthmed.config import StrictConfig
+
+WhiteboxName = Literal["loss", "pia", "secmi", "sima"]
+ALL_WHITEBOX: tuple[str, ...] = ("loss", "pia", "secmi", "sima")
+
+
+class WhiteboxSettings(StrictConfig):
+    """What the white-box (model-in-hand) membership attacks query."""
+
+    attacks: list[WhiteboxName] = Field(default_factory=lambda: list(ALL_WHITEBOX), min_length=1)
+    batch_size: int = Field(64, ge=1, description="images per denoiser call")
+    conditions: Literal["given", "null"] = Field(
+        "given", description="query with each image's own conditions (labels, age, sex), as the "
+                             "hospital holds them, or with the null condition")
+    loss_timesteps: list[int] = Field(default_factory=lambda: [50, 100, 200], min_length=1,
+                                      description="loss attack: timesteps (of 1000) it denoises at")
+    loss_draws: int = Field(2, ge=1, description="loss attack: noise draws per timestep")
+    pia_timestep: int = Field(100, ge=1, le=999, description="PIA: the timestep of its second query")
+    pia_p: float = Field(4.0, ge=1.0, description="PIA: the l_p norm of the error")
+    secmi_timestep: int = Field(100, ge=1, le=980, description="SecMI: the timestep whose "
+                                "step-wise error is compared")
+    secmi_interval: int = Field(20, ge=1, description="SecMI: DDIM step between inversion points")
+    secmi_direction: Literal["two-sided", "published"] = Field(
+        "two-sided", description="SecMI: score the deviation of the error from the reference "
+                                 "images' median either way (default), or the published lower-is-"
+                                 "member error (see synthmed.audit.whitebox.secmi)")
+    sima_timestep: int = Field(20, ge=0, le=999, description="SimA: the timestep of its one query")
+
+    @model_validator(mode="after")
+    def _check(self) -> "WhiteboxSettings":
+        if any(not 0 <= t <= 999 for t in self.loss_timesteps):
+            raise ValueError("loss_timesteps must lie in 0..999")
+        if self.secmi_timestep % self.secmi_interval:
+            raise ValueError("secmi_timestep must be a multiple of secmi_interval")
+        if len(set(self.attacks)) != len(self.attacks):
+            raise ValueError("whitebox.attacks lists an attack twice")
+        return self
+
+    def queries_per_image(self) -> dict[str, int]:
+        """Denoiser evaluations each attack makes per image (the query budget)."""
+        return {"loss": len(self.loss_timesteps) * self.loss_draws, "pia": 2,
+                "secmi": self.secmi_timestep // self.secmi_interval + 2, "sima": 1}

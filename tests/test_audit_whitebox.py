@@ -1,0 +1,177 @@
+"""White-box membership attacks (synthmed.audit.whitebox): the audit with the model in hand.
+
+A tiny diffusion model over-trained on 20 images (one per patient) must give itself away, and the
+same attacks on a model that never saw those images must find nothing.
+
+Margins over seeds (privacy_audits/whitebox_margins.py, results in privacy_audits/whitebox_margins.md;
+image-level AUC, 20 members vs 20 holdout images, memorising model / unseen model):
+
+  seed 0 (this test): loss 1.000, pia 0.988, secmi 0.893, sima 1.000
+  seed 1:             loss 1.000, pia 0.998, secmi 1.000, sima 1.000 / unseen 0.37 0.51 0.63 0.43
+  seed 2:             loss 1.000, pia 0.362, secmi 0.988, sima 1.000 / unseen 0.40 0.37 0.46 0.56
+
+So the loss attack and the SimA-style score norm reach AUC >= 0.9 on every seed (1.000 each) and
+that is what is asserted for them. PIA and SecMI are NOT reliable on this tiny model: PIA pointed
+the wrong way on seed 2 (0.36) and SecMI reached 0.89 on seed 0; their direction flips with how far
+the model has memorised (synthmed/audit/whitebox/secmi.py). The test records them, and asserts for
+them only what held on every seed: they run, and on the unseen model every interval covers 0.5
+(all four attacks, all seeds: the simultaneous intervals in whitebox_margins.md).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from helpers_nih import toy_dataset, write_plain_cohort
+from synthmed.audit.stats import auc_bootstrap_ci, roc_auc
+from synthmed.audit.whitebox import WhiteboxSettings, score_images
+from synthmed.data.dataset import Dataset
+from synthmed.models import load, train
+from test_models import one_thread, tiny_config  # noqa: F401  (one_thread: autouse fixture)
+
+MEMO_NET = {"channels": [16, 32], "attention_levels": [False, False], "num_head_channels": 8,
+            "norm_num_groups": 8, "context_dim": 8}
+MEMO = {"steps": 1000, "lr": 5e-3, "warmup_steps": 10, "ema_decay": 0.9, "log_every": 50,
+        "network": MEMO_NET}
+FRACTIONS = {"train": 1 / 3, "holdout": 1 / 3, "reference": 1 / 3}
+ATTACKS = ("loss", "pia", "secmi", "sima")
+
+
+def memorising_config(seed: int = 0, **over):
+    return tiny_config(**{**MEMO, "seed": seed, **over})
+
+
+def _dataset(root: Path, seed: int) -> Path:
+    # 60 patients, one 8x8 image each: 20 train (the members), 20 holdout, 20 reference
+    return toy_dataset(root, n_patients=60, per_patient=1, size=8, seed=seed, fractions=FRACTIONS)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    return _dataset(tmp_path_factory.mktemp("wb") / "ds", seed=0)
+
+
+@pytest.fixture(scope="module")
+def memorised(data, tmp_path_factory) -> Path:
+    return train(data, memorising_config(0), tmp_path_factory.mktemp("wbrun") / "memorised")
+
+
+@pytest.fixture(scope="module")
+def unseen(tmp_path_factory) -> Path:
+    """The same training on other patients: it never saw any image of `data`."""
+    other = _dataset(tmp_path_factory.mktemp("wb-other") / "ds", seed=1)
+    return train(other, memorising_config(0), tmp_path_factory.mktemp("wbrun") / "unseen")
+
+
+@pytest.fixture(scope="module")
+def quick(data, tmp_path_factory) -> Path:
+    """A few steps of training: enough to check what does not need a memorising model."""
+    return train(data, tiny_config(steps=5), tmp_path_factory.mktemp("wbrun") / "quick")
+
+
+def _scores(run: Path, data: Path, **settings) -> tuple[dict[str, np.ndarray], int]:
+    ds = Dataset.open(data)
+    tr, ho, rf = ds.indices("train"), ds.indices("holdout"), ds.indices("reference")
+    imgs = np.asarray(ds.images)
+    cand = np.concatenate([tr, ho])
+    return score_images(load(run), imgs[cand], WhiteboxSettings(**settings), seed=0,
+                        reference=imgs[rf]), len(tr)
+
+
+@pytest.mark.slow
+def test_every_whitebox_attack_finds_the_members_of_a_memorising_model_and_nothing_in_an_unseen_one(
+        data, memorised, unseen):
+    scores, n = _scores(memorised, data)
+    aucs = {k: roc_auc(v[:n], v[n:]) for k, v in scores.items()}
+    assert set(aucs) == set(ATTACKS) and all(np.isfinite(v).all() for v in scores.values())
+    assert aucs["loss"] >= 0.9 and aucs["sima"] >= 0.9, aucs  # 1.000 on seeds 0-2
+    # The same images against a model that never saw them: every interval covers 0.5. The four
+    # intervals are simultaneous (Bonferroni, 95 % together), as the audit's decisions are.
+    null, n = _scores(unseen, data)
+    for k, v in null.items():
+        lo, hi = auc_bootstrap_ci(v[:n], v[n:], n_boot=2000, alpha=0.05 / len(ATTACKS), seed=1)
+        assert lo <= 0.5 <= hi, (k, roc_auc(v[:n], v[n:]), lo, hi)
+
+
+def test_scores_are_seeded_and_do_not_depend_on_the_batch(data, quick):
+    a, _ = _scores(quick, data, batch_size=64)
+    b, _ = _scores(quick, data, batch_size=7)
+    for k in ATTACKS:
+        # equal up to float summation order (CPU kernels sum differently per batch size; SecMI's
+        # |log error - median| magnifies that near the median)
+        np.testing.assert_allclose(a[k], b[k], rtol=2e-3, atol=2e-4, err_msg=k)
+    ds = Dataset.open(data)
+    imgs = np.asarray(ds.images[ds.indices("train")])
+    m = load(quick)
+    one = score_images(m, imgs, WhiteboxSettings(attacks=["loss"]), seed=0)["loss"]
+    other = score_images(m, imgs, WhiteboxSettings(attacks=["loss"]), seed=1)["loss"]
+    assert not np.allclose(one, other)  # the loss attack draws noise, from the seed
+    # an image's score does not depend on which other images are scored with it
+    np.testing.assert_allclose(score_images(m, imgs[3:5], WhiteboxSettings(attacks=["loss"]), seed=0)["loss"],
+                               one[3:5], rtol=1e-3, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_audit_with_the_model_fails_a_memorising_model_through_the_whitebox_rules(data, memorised, unseen, tmp_path):
+    from synthmed.audit import run_audit
+    from synthmed.audit.profile import AuditProfile
+
+    prof = AuditProfile(n_bootstrap=300, embedding={"steps": 0}, attacks={"spaces": ["pixel"]},
+                        memorisation={"aligned": False})
+    cohort = write_plain_cohort(tmp_path / "cohort", load(memorised).sample(24, seed=0).images)
+    res = run_audit(data, cohort, prof, tmp_path / "audit", seed=0, model=memorised)
+    audit = json.loads((tmp_path / "audit" / "audit.json").read_text())
+    wb = {a["attack"]: a for a in audit["attacks"] if a["space"] == "model"}
+    assert set(wb) == set(ATTACKS)
+    assert all(a["n_member_patients"] == 20 and a["n_nonmember_patients"] == 20 for a in wb.values())
+    assert res.verdict.verdict == "fail"
+    failed = {r.rule for r in res.verdict.failed_rules()}
+    assert {"attack_auc:loss/model", "attack_auc:sima/model"} <= failed, failed
+    # must-show 2 (reported, not asserted: the synthetic-only attacks may also find a memoriser)
+    tpr = {f"{a['attack']}/{a['space']}": a["tpr_at_fpr"]["0.01"]["tpr"] for a in audit["attacks"]}
+    print("TPR at the strictest threshold (1 % FPR not estimable with 20):", tpr)
+    assert audit["model"]["model_sha256"] == load(memorised).model_hash
+    assert audit["model"]["differential_privacy"] is None
+    assert "whitebox" in audit["provenance"]["config"]
+    # Without --model the audit is the outsider's: no white-box attack, no whitebox settings recorded.
+    res2 = run_audit(data, cohort, prof, tmp_path / "audit2", seed=0)
+    assert not [a for a in res2.audit["attacks"] if a["space"] == "model"]
+    assert "whitebox" not in res2.audit["provenance"]["config"] and "model" not in res2.audit
+
+
+def test_audit_refuses_a_model_trained_on_another_dataset(data, tmp_path):
+    from synthmed.audit import run_audit
+    from synthmed.errors import InputError
+
+    other = train(_dataset(tmp_path / "other", seed=1), tiny_config(steps=2), tmp_path / "other-run")
+    ds = Dataset.open(data)
+    cohort = write_plain_cohort(tmp_path / "cohort", np.asarray(ds.images[ds.indices("reference")]))
+    with pytest.raises(InputError, match="is not the dataset the model"):
+        run_audit(data, cohort, None, tmp_path / "audit", model=other)
+
+
+def test_a_latent_model_is_attacked_in_its_latent_space(data, tmp_path):
+    """The run's own autoencoder encodes the images (latent means times the run's scale), and the
+    attacks query the denoiser there."""
+    import torch
+
+    from synthmed.audit.whitebox.target import ModelTarget
+    from synthmed.models.autoencoder import encode_all
+
+    cfg = tiny_config(steps=4, latent={"enabled": True, "channels": [8, 16], "norm_num_groups": 8,
+                                       "latent_channels": 2, "steps": 4, "batch_size": 4})
+    m = load(train(data, cfg, tmp_path / "latent"))
+    ds = Dataset.open(data)
+    imgs = np.asarray(ds.images[ds.indices("train")][:6])
+    target = ModelTarget(m)
+    x0 = target.encode(imgs)
+    assert target.latent and tuple(x0.shape) == (6, 2, *m.info["model_shape"])
+    pixels = torch.from_numpy(imgs)[:, None] * 2 - 1
+    want = encode_all(m.autoencoder, pixels, torch.device("cpu")) * m.info["latent"]["scale_factor"]
+    torch.testing.assert_close(x0, want, rtol=1e-5, atol=1e-6)
+    scores = score_images(m, imgs, WhiteboxSettings(secmi_direction="published"))
+    assert set(scores) == set(ATTACKS) and all(np.isfinite(v).all() and v.shape == (6,) for v in scores.values())
