@@ -1,0 +1,241 @@
+"""`synthmed release`: a bundle only for a cohort with a matching, passing audit, and each refusal.
+
+One small real chain, shared by the module: a toy dataset (120 patients, 16x16), a tiny model
+trained on it, a cohort sampled from it, and the cohort's real audit (pixel space, a profile
+sized for this toy: see TOY_PROFILE). Each refusal case changes one thing and checks the line
+the CLI prints.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from synthmed.cli import main
+
+from helpers_nih import kde_sampler, toy_dataset
+
+TINY_NET = {"channels": [8, 16], "attention_levels": [False, True], "num_head_channels": 8,
+            "norm_num_groups": 8, "context_dim": 8}
+# The toy has 30 holdout patients: a profile whose smallest leak to rule out and whose FPR
+# target fit that size (the shipped public profile needs hundreds; see test_audit_power.py).
+TOY_PROFILE = {"name": "toy-public", "tier": "public", "n_bootstrap": 300,
+               "embedding": {"steps": 0}, "attacks": {"spaces": ["pixel"], "target_fpr": 0.2,
+                                                      "max_tpr": 0.5},
+               "memorisation": {"aligned": False}}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _train(ds: Path, out: Path, seed: int = 0) -> Path:
+    from synthmed.config import validate_config
+    from synthmed.models import TrainConfig, train
+
+    cfg = validate_config({"seed": seed, "steps": 6, "batch_size": 8, "lr": 3e-3, "warmup_steps": 2,
+                           "log_every": 1, "checkpoint_every": 1000, "sample_every": 0,
+                           "sample_grid": 4, "threads": 1, "network": TINY_NET,
+                           "sampling": {"steps": 3}}, TrainConfig)
+    return train(ds, cfg, out)
+
+
+def _profile(tmp: Path) -> Path:
+    import yaml
+
+    p = tmp / "toy-public.yaml"
+    p.write_text(yaml.safe_dump(TOY_PROFILE))
+    return p
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory):
+    from synthmed.audit import run_audit
+    from synthmed.generate import generate_cohort
+    from synthmed.models import load
+
+    tmp = tmp_path_factory.mktemp("release")
+    ds = toy_dataset(tmp / "dataset", n_patients=120, per_patient=2, size=16)
+    # the toy's raw identities, as a source table, and a key
+    src = tmp / "source"
+    src.mkdir()
+    with open(src / "metadata.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["file", "patient_id"])
+        w.writerows([[f"toy-{p}_{i}.png", f"toy-{p}"] for p in range(120) for i in range(2)])
+    key = tmp / "deid.key"
+    key.write_bytes(bytes(range(32)))
+    run = _train(ds, tmp / "run")
+    model = load(run)
+    cohort = generate_cohort(model, 60, tmp / "cohort", seed=0)
+    profile = _profile(tmp)
+    audit = tmp / "audit"
+    result = run_audit(ds, cohort, profile, audit, seed=0)
+    return {"tmp": tmp, "dataset": ds, "source": src, "key": key, "run": run, "model": model,
+            "cohort": cohort, "audit": audit, "profile": profile, "verdict": result.verdict}
+
+
+def _args(c, out: Path, **over) -> list[str]:
+    a = {"cohort": c["cohort"], "audit": c["audit"], "dataset": c["dataset"], "model": c["run"],
+         "source": c["source"], "key": c["key"]}
+    a.update(over)
+    args = [str(a["cohort"]), "--audit", str(a["audit"]), "--dataset", str(a["dataset"]),
+            "--model", str(a["model"]), "--out", str(out), "--tier", "public",
+            "--source", str(a["source"]), "--key", str(a["key"])]
+    return ["release"] + args + [str(x) for x in over.get("extra", [])]
+
+
+def _refused(capsys, args: list[str]) -> str:
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        main(args)
+    err = capsys.readouterr().err
+    assert e.value.code == 2, err
+    assert err.startswith("synthmed: error: release refused"), err
+    return err
+
+
+def _ok(capsys, args: list[str]) -> str:
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        main(args)
+    out = capsys.readouterr()
+    assert e.value.code in (0, None), out.err
+    return out.out + out.err
+
+
+def test_the_toy_audit_passes(chain):
+    """The passing release below rests on a real passing audit of this cohort."""
+    assert chain["verdict"].verdict == "pass", [r.explanation for r in chain["verdict"].failed_rules()]
+
+
+def test_passing_release_writes_a_verified_bundle(chain, capsys):
+    from synthmed.io import folders
+    from synthmed.release.checks import check_sums
+
+    out = chain["tmp"] / "bundle"
+    text = _ok(capsys, _args(chain, out))
+    assert "released" in text and "none found" in text
+    info = folders.verify(out, "bundle")
+    names = set(info.files)
+    assert {"images.npy", "manifest.csv", "cohort.json", "audit.json", "model_card.json",
+            "model_card.md", "DATA_CARD.md", "data_card.json", "release.json", "release.html",
+            "SHA256SUMS"} <= names
+    # the audit's report (real training images) and its encoder never travel
+    assert not any(n.endswith("report.html") or n.startswith("encoder") for n in names)
+    assert check_sums(out) == []
+    rec = json.loads((out / "release.json").read_text())
+    assert rec["override"] is None and rec["audit"]["verdict"] == "pass"
+    assert rec["scan"]["hits"] == 0 and rec["scan"]["identifier_counts"]["dataset pseudonym"] >= 120
+    assert (out / "audit.json").read_bytes() == (chain["audit"] / "audit.json").read_bytes()
+    assert "<img" not in (out / "release.html").read_text()
+    # the same inputs give the same bytes
+    again = chain["tmp"] / "bundle2"
+    _ok(capsys, _args(chain, again))
+    assert folders.verify(again, "bundle").fingerprint == info.fingerprint
+
+
+def test_refuses_a_failed_audit(chain, capsys):
+    """A memorising generator's cohort (training images plus faint noise): its audit fails."""
+    from synthmed.audit import run_audit
+    from synthmed.data.cohort import write_cohort
+    from synthmed.data.dataset import Dataset
+    from synthmed.data.records import CohortRecord
+
+    tmp = chain["tmp"]
+    ds = Dataset.open(chain["dataset"])
+    train = np.asarray(ds.images[ds.indices("train")])
+    images = kde_sampler(train, 60, 0.004, seed=1)
+    info = {"model_sha256": chain["model"].model_hash,
+            "dataset_fingerprint": ds.fingerprint()}
+    cohort = write_cohort(tmp / "copies", images, [CohortRecord(i, f"SYN-{i:06d}") for i in range(60)], info)
+    audit = tmp / "copies-audit"
+    assert run_audit(chain["dataset"], cohort, chain["profile"], audit).verdict.verdict == "fail"
+    err = _refused(capsys, _args(chain, tmp / "b-fail", cohort=cohort, audit=audit))
+    assert "the audit's verdict is FAIL" in err and "no_hard_copies" in err
+    assert not (tmp / "b-fail").exists()
+
+
+def test_refuses_an_audit_of_another_cohort(chain, capsys):
+    from synthmed.generate import generate_cohort
+
+    other = generate_cohort(chain["model"], 60, chain["tmp"] / "cohort-seed1", seed=1)
+    err = _refused(capsys, _args(chain, chain["tmp"] / "b-cohort", cohort=other))
+    assert "the audit is of another cohort" in err
+
+
+def test_refuses_an_audit_of_another_dataset(chain, capsys):
+    other = toy_dataset(chain["tmp"] / "dataset-2", n_patients=120, per_patient=2, size=16, seed=5)
+    err = _refused(capsys, _args(chain, chain["tmp"] / "b-dataset", dataset=other))
+    assert "the audit is of another dataset" in err
+    assert "the cohort's model was trained on another dataset" in err
+
+
+def test_refuses_an_audit_of_another_model(chain, capsys):
+    run2 = _train(chain["dataset"], chain["tmp"] / "run-seed1", seed=1)
+    err = _refused(capsys, _args(chain, chain["tmp"] / "b-model", model=run2))
+    assert "the cohort was generated by another model" in err
+
+
+def test_refuses_a_cohort_with_one_file_changed_after_the_audit(chain, capsys):
+    changed = chain["tmp"] / "cohort-changed"
+    shutil.copytree(chain["cohort"], changed)
+    m = changed / "manifest.csv"
+    m.write_text(m.read_text().replace("SYN-000003", "SYN-999999"))
+    err = _refused(capsys, _args(chain, chain["tmp"] / "b-changed", cohort=changed))
+    assert "manifest.csv: changed since synthmed wrote it" in err
+
+
+def test_every_reason_is_listed_one_line_each(chain, capsys):
+    other = chain["tmp"] / "dataset-2"
+    if not other.exists():
+        from helpers_nih import toy_dataset as make
+
+        make(other, n_patients=120, per_patient=2, size=16, seed=5)
+    args = _args(chain, chain["tmp"] / "b-many", dataset=other)
+    args = [a for a in args]
+    i = args.index("--source")
+    del args[i:i + 2]
+    err = _refused(capsys, args)
+    lines = err.strip().splitlines()
+    assert lines[0].startswith("synthmed: error: release refused (")
+    reasons = [ln for ln in lines[1:] if ln.startswith("  - ")]
+    assert len(reasons) >= 3 and any("--source" in r for r in reasons)
+    assert int(lines[0].split("(")[1].split()[0]) == len(reasons)
+
+
+def test_override_is_recorded_and_warned(chain, capsys):
+    from synthmed.generate import generate_cohort
+
+    other = chain["tmp"] / "cohort-seed1"
+    if not other.exists():
+        generate_cohort(chain["model"], 60, other, seed=1)
+    out = chain["tmp"] / "b-override"
+    text = _ok(capsys, _args(chain, out, cohort=other,
+                             extra=["--override", "approved by the data board, ticket 42"]))
+    assert "warning" in text and "override" in text
+    rec = json.loads((out / "release.json").read_text())
+    assert rec["override"]["reason"] == "approved by the data board, ticket 42"
+    assert any("another cohort" in r for r in rec["override"]["accepted"])
+    assert "approved by the data board, ticket 42" in (out / "DATA_CARD.md").read_text()
+    assert "UNDER AN OVERRIDE" in (out / "release.html").read_text()
+
+
+def test_an_identifier_in_the_override_text_is_caught_by_the_scan(chain, capsys):
+    from synthmed.data.dataset import Dataset
+
+    pseudonym = Dataset.open(chain["dataset"]).records[0].patient
+    err = _refused(capsys, _args(chain, chain["tmp"] / "b-leak", cohort=chain["tmp"] / "cohort-seed1",
+                                 extra=["--override", f"checked patient {pseudonym}"]))
+    assert "DATA_CARD.md: holds a dataset pseudonym of the real data" in err
+    assert pseudonym not in err  # the refusal names the kind, never the value
