@@ -18,7 +18,7 @@ from synthmed.io.atomic import dumps_json
 _PACKAGES = (
     "synthmed", "torch", "monai", "diffusers", "numpy", "scipy", "pydicom", "nibabel",
     "pylibjpeg", "pylibjpeg-openjpeg", "pylibjpeg-libjpeg", "pylibjpeg-rle", "safetensors",
-    "faiss-cpu", "pydantic",
+    "faiss-cpu", "pydantic", "highdicom", "pyarrow", "pillow",
 )
 
 

@@ -77,13 +77,13 @@ def to_uint8(image: np.ndarray, scale: int = 1) -> np.ndarray:
     return np.round(np.clip(a, 0.0, 1.0) * 255).astype(np.uint8)
 
 
-def png_bytes(pixels, *, optimize: bool = False) -> bytes:
-    """An 8-bit grey array (or a PIL image) as PNG bytes."""
+def png_bytes(pixels, *, optimize: bool = False, pnginfo=None) -> bytes:
+    """An 8-bit grey array (or a PIL image) as PNG bytes; `pnginfo`: text chunks to add."""
     from PIL import Image
 
     im = pixels if isinstance(pixels, Image.Image) else Image.fromarray(np.asarray(pixels, np.uint8))
     buf = io.BytesIO()
-    im.save(buf, format="PNG", optimize=optimize)
+    im.save(buf, format="PNG", optimize=optimize, pnginfo=pnginfo)
     return buf.getvalue()
 
 

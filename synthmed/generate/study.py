@@ -64,6 +64,14 @@ class CohortContext:
     intensity_window: tuple[float, float] | None = None
     label_vocabulary: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
+    # sha256 of the resolved cohort spec: mixed into every UID, so two cohorts made from the same
+    # model and seed with different specs never share a UID.
+    spec_sha256: str = ""
+    # DICOM Body Part Examined of the training images ("CHEST", "KNEE", "BRAIN", ...), when known.
+    body_part: str = ""
+    # DICOM Patient Orientation of a 2D image's rows and columns: the training images' display
+    # orientation. ("L", "F") is how frontal radiographs (PA / AP chest, AP knee) are shown.
+    patient_orientation: tuple[str, str] = ("L", "F")
 
 
 __all__ = ["SYNTHETIC_EPOCH", "VirtualPatient", "SyntheticStudy", "CohortContext"]

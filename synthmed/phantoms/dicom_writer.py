@@ -72,7 +72,8 @@ class StudyHeader:
     site: Site
 
 
-def _da(d: dt.date) -> str:
+def dicom_date(d: dt.date) -> str:
+    """A date as a DICOM DA value (YYYYMMDD)."""
     return d.strftime("%Y%m%d")
 
 
@@ -93,7 +94,7 @@ def _base(person: Identity, study: StudyHeader, sop_class: str, modality: str) -
     ds.SpecificCharacterSet = "ISO_IR 100"  # Latin-1: names such as Müller or José
     ds.SOPClassUID = sop_class
     ds.Modality = modality
-    ds.StudyDate = ds.SeriesDate = ds.AcquisitionDate = ds.ContentDate = _da(study.date)
+    ds.StudyDate = ds.SeriesDate = ds.AcquisitionDate = ds.ContentDate = dicom_date(study.date)
     ds.StudyTime = _tm(study.time)
     ds.SeriesTime = _tm(study.time, 40)
     ds.AcquisitionTime = _tm(study.time, 55)
@@ -118,7 +119,7 @@ def _base(person: Identity, study: StudyHeader, sop_class: str, modality: str) -
     ds.PatientID = person.patient_id
     ds.IssuerOfPatientID = study.site.name
     ds.OtherPatientIDs = person.other_ids
-    ds.PatientBirthDate = _da(person.birth_date)
+    ds.PatientBirthDate = dicom_date(person.birth_date)
     ds.PatientSex = person.sex
     ds.PatientAge = f"{study.age:03d}Y"
     ds.PatientAddress = person.address
@@ -151,7 +152,8 @@ def _set_instance(ds: Dataset, sop_uid: str, number: int) -> None:
     ds.InstanceNumber = number
 
 
-def _encode(ds: Dataset) -> bytes:
+def encode_file(ds: Dataset) -> bytes:
+    """The bytes of a valid DICOM Part 10 file (shared with the cohort writers in generate/)."""
     buf = io.BytesIO()
     ds.save_as(buf, enforce_file_format=True)  # 128-byte preamble, DICM, valid file meta
     return buf.getvalue()
@@ -190,7 +192,7 @@ def write_radiograph(path: Path, pixels: np.ndarray, person: Identity, study: St
     ds.WindowWidth = 4096
     ds.LossyImageCompression = "00"
     ds.PixelData = np.ascontiguousarray(pixels, dtype="<u2").tobytes()
-    write_bytes(path, _encode(ds))
+    write_bytes(path, encode_file(ds))
 
 
 @dataclass(frozen=True)
@@ -236,6 +238,6 @@ def write_ct_series(folder: Path, volume_hu: np.ndarray, person: Identity, study
         ds.SliceLocation = f"{z:.3f}"
         ds.PixelData = stored[i].tobytes()
         path = folder / f"{sop_uid}.dcm"
-        write_bytes(path, _encode(ds))
+        write_bytes(path, encode_file(ds))
         paths.append(path)
     return paths
