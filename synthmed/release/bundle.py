@@ -36,15 +36,17 @@ from pathlib import Path
 from typing import Any
 
 from synthmed.errors import InputError, SynthmedError
-from synthmed.release.checks import (SUMS, TIER_RANK, Reason, audit_reasons, check_sums, short,
-                                     sums_text)
+from synthmed.generate.documents import (CARD_JSON, CARD_MD, SUMS, DataCard, SourceSummary,
+                                        check_sha256sums, write_data_card,
+                                        write_sha256sums)
+from synthmed.release.checks import TIER_RANK, Reason, audit_reasons, short
 
 RELEASE_SCHEMA = "synthmed.release/1"
 FORMATS = ("dicom", "nifti", "png", "npy")
 # audit outputs that stay in the hospital: the report shows real training images, the encoder
 # was trained on them, the filtered cohort is another cohort
 _NEVER = ("report.html", "encoder", "filtered")
-_COHORT_SKIP = {SUMS, "DATA_CARD.md", "data_card.json"}  # rewritten for the bundle
+_COHORT_SKIP = {SUMS, CARD_MD, CARD_JSON}  # rewritten for the bundle
 
 
 class ReleaseRefused(SynthmedError):
@@ -134,7 +136,7 @@ def check_inputs(cohort: Path, audit_dir: Path, dataset: Path, model: Path, tier
         except InputError as err:
             reasons.append(Reason(f"the cohort cannot be read: {err}", False))
     if (cohort / SUMS).is_file():
-        reasons += [Reason(p, False) for p in check_sums(cohort)]
+        reasons += [Reason(f"{cohort}: {p}", False) for p in check_sha256sums(cohort)]
         found["checksums"] = "SHA256SUMS and the folder marker"
     else:
         found["checksums"] = "the folder marker (the cohort has no SHA256SUMS)"
@@ -201,31 +203,39 @@ def _copy_cohort(cohort: Path, stage: Path, formats: list[str]) -> None:
         _copy_file(src, stage / rel)
 
 
-def _data_card(cohort: Path, stage: Path, release: dict[str, Any]) -> None:
-    from synthmed.io.atomic import write_json, write_text
-
-    card = _read_json(cohort / "data_card.json") if (cohort / "data_card.json").is_file() else {
-        "schema": "synthmed.data_card/1", "what": "synthetic, not for clinical use"}
-    card["release"] = {k: release[k] for k in ("tier", "audit", "formats", "override")}
-    write_json(stage / "data_card.json", card)
-    md = ((cohort / "DATA_CARD.md").read_text(encoding="utf-8") if (cohort / "DATA_CARD.md").is_file()
-          else "# Data card: synthetic cohort\n\nSynthetic images, not for clinical use. Made by "
-               "synthmed from a generative model; no image shows a real patient.\n")
+def _data_card(cohort: Path, stage: Path, release: dict[str, Any], found: dict[str, Any]) -> None:
+    """The cohort's data card with the release's audit summary and override; a cohort written
+    before data cards (images.npy + cohort.json) gets one from its records."""
     a = release["audit"]
-    lines = [md.rstrip("\n"), "", "## Release", "",
-             f"- tier: {release['tier']}",
-             f"- audit: verdict {a['verdict']} at the '{a['tier']}' tier (profile {a['profile']}), "
-             f"{a['n_member_patients']} training and {a['n_nonmember_patients']} holdout patients",
-             f"- formats: {', '.join(release['formats'])}"]
-    if a.get("holdout_patients_needed"):
-        lines.append(f"- power: about {a['holdout_patients_needed']} holdout patients would be needed "
-                     "for a conclusive audit")
-    if release["override"]:
-        o = release["override"]
-        lines += ["", "**Released under an override.** The checks below did not pass and a person "
-                  f"accepted them, giving this reason: \"{o['reason']}\"", ""]
-        lines += [f"- {r}" for r in o["accepted"]]
-    write_text(stage / "DATA_CARD.md", "\n".join(lines) + "\n")
+    audit = {"verdict": a["verdict"], "tier": a["tier"], "profile": a["profile"],
+             "power": {"holdout_patients_needed": a.get("holdout_patients_needed"),
+                       "training_patients": a["n_member_patients"],
+                       "holdout_patients": a["n_nonmember_patients"]},
+             "released_at_tier": release["tier"], "formats": ", ".join(release["formats"])}
+    o = release["override"]
+    override = (f"{o['reason']} (accepted: {'; '.join(o['accepted'])})" if o else None)
+    if (cohort / CARD_JSON).is_file():
+        d = _read_json(cohort / CARD_JSON)
+        src = d.get("source") or {}
+        source = SourceSummary(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in src.items()})
+        card = DataCard(cohort=d.get("cohort") or {}, generation=d.get("generation") or {},
+                        source=source, spec=d.get("spec") or {}, audit=audit, override=override)
+    else:
+        co, ds = found["cohort"], found["dataset"]
+        card = DataCard(
+            cohort={"patients": len({r.patient for r in co.records}), "images": len(co.records),
+                    "formats": release["formats"]},
+            generation={"model_sha256": co.info.get("model_sha256"), "sampling": co.info.get("sampling"),
+                        "request": co.info.get("generation")},
+            source=SourceSummary(dataset_fingerprint=ds.fingerprint(),
+                                 modality=",".join(sorted((ds.info.get("modalities") or {}).keys())) or "unknown",
+                                 spatial_dims=ds.spatial_dims, image_shape=tuple(ds.shape),
+                                 n_patients=len(ds.patients()), n_images=len(ds)),
+            audit=audit, override=override)
+    try:
+        write_data_card(stage, card)
+    except ValueError as err:
+        raise ReleaseRefused([f"{CARD_MD}: {err}"]) from None
 
 
 def _summary_page(release: dict[str, Any]) -> str:
@@ -363,7 +373,7 @@ def release(cohort: str | Path, *, audit: str | Path, dataset: str | Path, model
                           "images_checked": int(co.images.shape[0]), "hits": len(hits),
                           "what": "every byte and file name of every file above (gzip, PNG, "
                                   "deflated DICOM and Parquet contents decompressed)"}
-        _data_card(cohort, stage, record)
+        _data_card(cohort, stage, record, found)
         write_json(stage / "release.json", record)
         write_text(stage / "release.html", _summary_page(record))
         # the records themselves go through the same scan
@@ -377,7 +387,7 @@ def release(cohort: str | Path, *, audit: str | Path, dataset: str | Path, model
             problems.append(f"... and {len(hits) - 30} more identifier findings")
         if problems:
             raise ReleaseRefused(problems)
-        write_text(stage / SUMS, sums_text(stage))
+        write_sha256sums(stage)
     return ReleaseResult(out=out, record=record, warnings=warnings)
 
 

@@ -13,15 +13,12 @@ Each problem is a `Reason`: one readable line, and whether `--override` can acce
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from synthmed.errors import InputError
 
 TIER_RANK = {"controlled": 0, "public": 1}  # a stricter tier's pass covers a looser release
-SUMS = "SHA256SUMS"
 
 
 @dataclass(frozen=True)
@@ -36,56 +33,6 @@ class Reason:
 def short(fp: object) -> str:
     s = str(fp or "")
     return (s[:12] + "...") if len(s) > 12 else (s or "none recorded")
-
-
-# ------------------------------------------------------------------------------- SHA256SUMS
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 22):
-            h.update(block)
-    return h.hexdigest()
-
-
-def sums_text(root: Path, skip: tuple[str, ...] = ()) -> str:
-    """`sha256sum -c` format: '<hex>  <path>' per file, sorted by path."""
-    from synthmed.io.folders import MARKER
-
-    names = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
-    names = [n for n in names if n not in (SUMS, MARKER, *skip)]
-    return "".join(f"{_sha256(root / n)}  {n}\n" for n in names)
-
-
-def check_sums(root: Path) -> list[str]:
-    """Problems of `root/SHA256SUMS` against the files: one line each (none: all match)."""
-    from synthmed.io.folders import MARKER
-
-    try:
-        lines = (root / SUMS).read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as err:
-        return [f"{root / SUMS}: cannot be read ({err})"]
-    listed: dict[str, str] = {}
-    problems = []
-    for i, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        digest, sep, name = line.partition("  ")
-        if not sep:
-            digest, sep, name = line.partition(" *")
-        if not sep or len(digest) != 64:
-            problems.append(f"{root / SUMS}: line {i} is not '<sha256>  <file>'")
-            continue
-        listed[name] = digest.lower()
-    for name, digest in sorted(listed.items()):
-        p = root / name
-        if not p.is_file():
-            problems.append(f"{p}: listed in {SUMS} but missing")
-        elif _sha256(p) != digest:
-            problems.append(f"{p}: changed since {SUMS} was written (sha256 differs)")
-    present = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
-    for name in sorted(present - set(listed) - {SUMS, MARKER}):
-        problems.append(f"{root / name}: not listed in {SUMS} (added after the cohort was written)")
-    return problems
 
 
 # -------------------------------------------------------------------------------- the audit
@@ -118,5 +65,4 @@ def audit_reasons(audit: dict[str, Any], tier: str) -> list[Reason]:
     return out
 
 
-__all__ = ["Reason", "TIER_RANK", "SUMS", "sums_text", "check_sums", "audit_reasons", "short",
-           "InputError"]
+__all__ = ["Reason", "TIER_RANK", "audit_reasons", "short"]
