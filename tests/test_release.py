@@ -239,3 +239,41 @@ def test_an_identifier_in_the_override_text_is_caught_by_the_scan(chain, capsys)
                                  extra=["--override", f"checked patient {pseudonym}"]))
     assert "DATA_CARD.md" in err and "dataset pseudonym" in err
     assert pseudonym not in err  # the refusal names the kind, never the value
+
+
+@pytest.mark.slow
+def test_nih_bundle_holds_no_identifier_of_the_sample(tmp_path, capsys):
+    """A release made from the NIH sample through the real ingestion: the scan searched every
+    NIH file stem and the dataset's pseudonyms and found none; the same bundle with one NIH file
+    name written into its manifest is refused."""
+    from conftest import shared_path
+    from synthmed.audit import run_audit
+    from synthmed.data.dataset import Dataset
+    from synthmed.generate import generate_cohort
+    from synthmed.models import load
+    from synthmed.release.identifiers import collect_identifiers
+    from synthmed.release.scan import scan_folder
+
+    from helpers_nih import ingest_nih
+
+    nih = shared_path("nih-cxr14-1000")
+    ds_dir = ingest_nih(nih, tmp_path / "nih", holdout=0.25, reference=0.25)
+    run = _train(ds_dir, tmp_path / "run")
+    cohort = generate_cohort(load(run), 80, tmp_path / "cohort", seed=0)
+    run_audit(ds_dir, cohort, _profile(tmp_path), tmp_path / "audit", seed=0)
+    c = {"cohort": cohort, "audit": tmp_path / "audit", "dataset": ds_dir, "run": run,
+         "source": nih, "key": tmp_path / "nih.key"}
+    out = tmp_path / "bundle"
+    # whatever the tiny model's audit says, an override cannot pass the scan: a bundle made
+    # means the scan found nothing
+    _ok(capsys, _args(c, out, extra=["--override", "test of the identifier scan"]))
+    rec = json.loads((out / "release.json").read_text())
+    counts = rec["scan"]["identifier_counts"]
+    assert counts["source ID"] >= 1000 and counts["dataset pseudonym"] >= 264, counts
+    assert rec["scan"]["hits"] == 0 and rec["scan"]["sources_read"] >= 1001
+    ids = collect_identifiers(Dataset.open(ds_dir), [nih], (tmp_path / "nih.key").read_bytes())
+    leaky = tmp_path / "leaky"
+    shutil.copytree(out, leaky)
+    (leaky / "manifest.csv").write_text((leaky / "manifest.csv").read_text() + "00000013_005.png\n")
+    hits, _ = scan_folder(leaky, ids)
+    assert [(h.where, h.kind) for h in hits] == [("manifest.csv", "source ID")]
