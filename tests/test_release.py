@@ -139,6 +139,8 @@ def test_passing_release_writes_a_verified_bundle(chain, capsys):
     assert rec["scan"]["hits"] == 0 and rec["scan"]["identifier_counts"]["dataset pseudonym"] >= 120
     assert (out / "audit.json").read_bytes() == (chain["audit"] / "audit.json").read_bytes()
     assert "<img" not in (out / "release.html").read_text()
+    # `synthmed verify` checks the marker and SHA256SUMS
+    assert "every file matches SHA256SUMS" in _ok(capsys, ["verify", str(out)])
     # the same inputs give the same bytes
     again = chain["tmp"] / "bundle2"
     _ok(capsys, _args(chain, again))
