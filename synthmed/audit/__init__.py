@@ -6,7 +6,8 @@ modules and are usable on their own.
 """
 
 from synthmed.audit.profile import AuditProfile, load_profile
-from synthmed.audit.runner import AUDIT_SCHEMA, AuditResult, run_audit
+from synthmed.audit.record import AUDIT_SCHEMA, AuditRecord
+from synthmed.audit.runner import AuditResult, run_audit
 from synthmed.audit.verdict import Verdict
 
-__all__ = ["AUDIT_SCHEMA", "AuditProfile", "AuditResult", "Verdict", "load_profile", "run_audit"]
+__all__ = ["AUDIT_SCHEMA", "AuditProfile", "AuditRecord", "AuditResult", "Verdict", "load_profile", "run_audit"]

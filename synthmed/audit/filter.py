@@ -63,9 +63,10 @@ def _removed_csv(rows: list[dict[str, Any]]) -> str:
 
 def filter_and_reaudit(result, inputs, cohort: Cohort, prof, *, seed: int, embedder,
                        dataset_fingerprint: str):
-    """Write out/filtered/ and attach the re-audit to `result` (its audit.json gains "filter")."""
+    """Write out/filtered/ (the filtered cohort, removed.csv, its re-audit) and return a NEW result:
+    `result` with the re-audit attached and a "filter" section in its record. `result` itself is
+    left as it was (the audit of the unfiltered cohort)."""
     from synthmed.audit.runner import audit_inputs, write_outputs
-    from synthmed.audit.report import ReportData
 
     out = Path(result.out) / "filtered"
     rows = removal_plan(result.audit, cohort.patient_ids())
@@ -83,6 +84,7 @@ def filter_and_reaudit(result, inputs, cohort: Cohort, prof, *, seed: int, embed
 
     summary: dict[str, Any] = {"n_removed": len(removed), "n_kept": int(keep.size),
                                "cohort_fingerprint": filtered_fp}
+    again = None
     if keep.size < prof.sizes.min_synthetic_images:
         summary["verdict"] = "not audited"
         summary["note"] = (f"only {keep.size} synthetic images remain; the audit needs at least "
@@ -91,16 +93,15 @@ def filter_and_reaudit(result, inputs, cohort: Cohort, prof, *, seed: int, embed
         sub = replace(inputs, synthetic=images)
         again = audit_inputs(sub, prof, out, seed=seed, embedder=embedder,
                              dataset_fingerprint=dataset_fingerprint, cohort_fingerprint=filtered_fp)
-        again.audit["filtered_from"] = {"cohort_fingerprint": result.audit["data"]["cohort_fingerprint"],
-                                        "n_removed": len(removed)}
+        again = again.with_record(again.record.with_(filtered_from={
+            "cohort_fingerprint": result.record.data.cohort_fingerprint, "n_removed": len(removed)}))
         write_outputs(again)
-        result.filtered = again
         summary["verdict"] = again.verdict.verdict
         summary["failed_rules"] = [r.rule for r in again.verdict.failed_rules()]
-    result.audit["filter"] = summary
-    if isinstance(result.report, ReportData):
-        result.report.filtered = summary
-    return result
+    new = result.with_record(result.record.with_(filter=summary))
+    if new.report is not None:
+        new = replace(new, report=replace(new.report, filtered=summary))
+    return replace(new, filtered=again)
 
 
 __all__ = ["filter_and_reaudit", "removal_plan"]

@@ -22,19 +22,30 @@ Clopper-Pearson interval) means synthetic images sit nearer to the training reco
 data would: memorisation or overfitting. Exact ties count half (every second tie goes each way).
 The null assumes train and holdout images come from the same population, which a by-patient random
 split gives up to the clustering of images within patients.
+
+The audit's variants (end of the module): `measure_memorisation` (pixel space, where a copy is a
+copy whatever the encoder learned), `aligned_memorisation` (copies disguised by a flip, rotation,
+shift or crop, on a capped selection), `combined_memorisation` (one measure over both), and
+`check_memorisation`, which runs the variants the profile asks for and returns a
+`MemorisationCheck` holding the measure for the rules and the audit.json section.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 from scipy import stats as _st
 
 from synthmed.audit.neighbours import nearest
 from synthmed.audit.stats import clopper_pearson
+from synthmed.audit.verdict import MemorisationMeasure
+
+if TYPE_CHECKING:  # pragma: no cover
+    from synthmed.audit.inputs import Inputs
+    from synthmed.audit.profile import AuditProfile
 
 # A near-exact copy in PixelEmbedder space: RMS intensity difference below 1 % of the range.
 PIXEL_HARD_COPY_BOUND = 0.01
@@ -283,3 +294,177 @@ def combine(results: Sequence[MemorisationResult]) -> tuple[np.ndarray, list[str
         for i in np.nonzero(r.flagged)[0]:
             reasons[i].append(f"{r.space}: {r.reason[i]}")
     return flagged, ["; ".join(x) for x in reasons]
+
+
+# ------------------------------------------------------------------------ the audit's variants
+def null_ci(res: MemorisationResult, alpha: float) -> tuple[float, float]:
+    n_hold = int(np.asarray(res.calibration_distances).size)
+    j = int(res.threshold_rank)
+    # The threshold is the j-th smallest of n holdout distances, so the chance that an unseen image
+    # falls below it is F(X_(j)) ~ Beta(j, n + 1 - j): its mean is the null rate j / (n + 1), its
+    # quantiles are how far this holdout's threshold may sit from that.
+    return (float(_st.beta.ppf(alpha / 2, j, n_hold + 1 - j)), float(_st.beta.ppf(1 - alpha / 2, j, n_hold + 1 - j)))
+
+
+def measure_memorisation(synth_pix: np.ndarray, train_pix: np.ndarray, holdout_pix: np.ndarray,
+                         profile: "AuditProfile", alpha: float) -> tuple[MemorisationResult, MemorisationMeasure]:
+    """Near-copies in pixel space (where a copy is a copy, whatever the encoder learned)."""
+    bound = profile.memorisation.hard_copy_bound
+    res = memorisation(synth_pix, train_pix, holdout_pix, quantile=profile.memorisation.quantile,
+                       hard_copy_bound=PIXEL_HARD_COPY_BOUND if bound is None else bound,
+                       alpha=alpha, space="pixel")
+    flagged = np.asarray(res.flagged, dtype=bool)
+    n_flag, n_syn = int(flagged.sum()), int(flagged.size)
+    measure = MemorisationMeasure(
+        n_synthetic=n_syn, n_flagged=n_flag, rate_ci=clopper_pearson(n_flag, n_syn, alpha),
+        null_rate=float(res.expected_false_flag_rate), null_ci=null_ci(res, alpha),
+        n_hard_copies=sum(1 for r in res.reason if r == "near-exact copy"), threshold=float(res.threshold))
+    return res, measure
+
+
+def aligned_memorisation(inputs: "Inputs", encoder_vectors: dict[str, np.ndarray] | None,
+                         profile: "AuditProfile", alpha: float, seed: int) -> tuple[MemorisationResult, dict[str, Any]]:
+    """Copies disguised by a flip, rotation, shift or crop (`copy_search`), on a capped
+    selection: registration costs ~40 ms per image, so at most `aligned_max_images` synthetic
+    images are registered, those whose nearest training image is closest BEFORE alignment (8-voxel
+    coarse pixels of the image, its mirror image and their +-5 % shifts, and the encoder; each
+    distance ranked against the holdout's, the best rank counts), and a random sample of as many
+    holdout images calibrates the threshold.
+
+    Leaving images out can only remove flags, so a non-member image is still flagged with
+    probability at most j / (n + 1) of the registered holdout sample. Returns (result over ALL
+    synthetic images, unregistered ones unflagged at distance inf; selection record)."""
+    from synthmed.audit.embeddings import CoarsePixelEmbedder
+
+    cap = profile.memorisation.aligned_max_images
+    syn, train, hold = inputs.synthetic, inputs.train, inputs.holdout
+    c_train = CoarsePixelEmbedder(8).embed(train)
+
+    def coarse(queries: np.ndarray, flip: bool) -> np.ndarray:
+        # nearest coarse distance over the query shifted by 0 / +-5 % per axis: a shifted copy is
+        # mid-ranked without it (measured on NIH: 3-6 % shifts ranked 0.5-0.9 of the holdout's)
+        emb = CoarsePixelEmbedder(8, flip=flip)
+        return np.min([nearest(emb.embed(v), c_train, k=1)[0][:, 0] for v in shifted(queries, 0.05)], axis=0)
+
+    views = [(coarse(syn, False), coarse(hold, False)), (coarse(syn, True), coarse(hold, True))]
+    if encoder_vectors is not None:
+        views.append(tuple(nearest(encoder_vectors[k], encoder_vectors["train"], k=1)[0][:, 0]
+                           for k in ("synthetic", "holdout")))
+    score = np.ones(len(syn))
+    for d_syn, d_hold in views:
+        score = np.minimum(score, np.searchsorted(np.sort(d_hold), d_syn, side="right") / d_hold.size)
+    reg = np.sort(np.lexsort((np.arange(len(syn)), score))[:cap])
+    hsel = np.sort(np.random.default_rng(seed).permutation(len(hold))[:cap])
+    enc = ([] if encoder_vectors is None else
+           [(encoder_vectors["synthetic"][reg], encoder_vectors["train"], encoder_vectors["holdout"][hsel])])
+    part = copy_search(syn[reg], train, hold[hsel], enc, quantile=profile.memorisation.quantile,
+                       alpha=alpha, shift=0.05)
+    d = np.full(len(syn), np.inf)
+    i = np.full(len(syn), -1, dtype=np.int64)
+    d[reg], i[reg] = part.distance, part.nearest_train
+    res = memorisation_from_distances(d, i, np.full(len(syn), np.nan), part.calibration_distances,
+                                      n_train=len(train), n_holdout=len(hsel),
+                                      quantile=profile.memorisation.quantile,
+                                      hard_copy_bound=part.hard_copy_bound, alpha=alpha, space="aligned")
+    res.closer_to_train, res.note = {}, part.note
+    selection = {
+        "n_synthetic": int(len(syn)), "n_registered": int(reg.size),
+        "n_holdout": int(len(hold)), "n_holdout_registered": int(hsel.size),
+        "max_images": cap,
+        "selection": ("all synthetic images" if reg.size == len(syn) else
+                      f"the {reg.size} synthetic images nearest to a training image before alignment "
+                      f"(coarse pixels, also mirrored, shifted by +-5 %{', encoder' if encoder_vectors is not None else ''}; "
+                      f"each ranked against the holdout's distances)"),
+    }
+    return res, selection
+
+
+def combined_memorisation(results: list[MemorisationResult], alpha: float) -> tuple[np.ndarray, list[str], MemorisationMeasure]:
+    """One measure over several spaces: an image is flagged (a hard copy) when any space flags it
+    (calls it one). The null rate adds up over the spaces (union bound), and so do the upper ends
+    of their null intervals: the rule then fails only on more flags than all spaces together
+    could give an unseen image."""
+    flagged, reasons = combine(results)
+    hard = np.zeros(flagged.size, dtype=bool)
+    for r in results:
+        hard |= np.array([x == "near-exact copy" for x in r.reason], dtype=bool)
+    cis = [null_ci(r, alpha) for r in results]
+    n_flag, n_syn = int(flagged.sum()), int(flagged.size)
+    measure = MemorisationMeasure(
+        n_synthetic=n_syn, n_flagged=n_flag, rate_ci=clopper_pearson(n_flag, n_syn, alpha),
+        null_rate=min(1.0, sum(float(r.expected_false_flag_rate) for r in results)),
+        null_ci=(max(c[0] for c in cis), min(1.0, sum(c[1] for c in cis))),
+        n_hard_copies=int(hard.sum()), threshold=float(results[0].threshold),
+        spaces=tuple(r.space for r in results))
+    return flagged, reasons, measure
+
+
+def _aligned_record(res: MemorisationResult, selection: dict[str, Any]) -> dict[str, Any]:
+    reg = np.isfinite(res.distance)
+    return {**selection, "n_flagged": int(res.flagged.sum()),
+            "n_hard_copies": sum(1 for r in res.reason if r == "near-exact copy"),
+            "threshold": float(res.threshold), "threshold_rank": int(res.threshold_rank),
+            "expected_false_flag_rate": float(res.expected_false_flag_rate),
+            "hard_copy_bound": res.hard_copy_bound,
+            "holdout_distance_quantiles": {str(p): float(np.quantile(res.calibration_distances, p))
+                                           for p in (0.0, 0.01, 0.5)},
+            "registered_distance_quantiles": ({str(p): float(np.quantile(res.distance[reg], p))
+                                               for p in (0.0, 0.01, 0.5)} if reg.any() else {}),
+            "note": res.note}
+
+
+@dataclass
+class MemorisationCheck:
+    """The memorisation variants of one audit: pixel space first, then the aligned search."""
+
+    results: list[MemorisationResult]
+    flagged: np.ndarray
+    reasons: list[str]
+    measure: MemorisationMeasure
+    aligned_selection: dict[str, Any] | None = None
+
+    @property
+    def pixel(self) -> MemorisationResult:
+        return self.results[0]
+
+    def source(self, i: int) -> MemorisationResult:
+        """The first space that flagged image i (pixel before aligned)."""
+        return next(r for r in self.results if r.flagged[i])
+
+    def record(self) -> dict[str, Any]:
+        """The "memorisation" section of audit.json."""
+        mem = self.measure
+        flagged_list = []
+        for i in np.nonzero(self.flagged)[0]:
+            src = self.source(i)
+            flagged_list.append({"synthetic_index": int(i), "train_position": int(src.nearest_train[i]),
+                                 "nearest_train_distance": float(src.distance[i]), "reason": str(self.reasons[i])})
+        core = self.pixel.to_dict()
+        extra = {k: core[k] for k in ("quantile", "threshold_rank", "hard_copy_bound", "n_holdout",
+                                      "holdout_distance_quantiles", "synthetic_distance_quantiles",
+                                      "closer_to_train", "note") if k in core}
+        aligned = self.results[1] if self.aligned_selection is not None else None
+        return {
+            "space": "+".join(mem.spaces), "n_synthetic": mem.n_synthetic, "n_flagged": mem.n_flagged,
+            "rate_ci": list(mem.rate_ci), "null_rate": mem.null_rate, "null_ci": list(mem.null_ci),
+            "n_hard_copies": mem.n_hard_copies, "threshold": mem.threshold,
+            "flagged": flagged_list, **extra,
+            "aligned": (_aligned_record(aligned, self.aligned_selection) if aligned is not None else
+                        {"note": "not run (profile memorisation.aligned is false)"}),
+        }
+
+
+def check_memorisation(inputs: "Inputs", pixel_vectors: dict[str, np.ndarray], encoder_vectors: dict[str, np.ndarray] | None,
+                       profile: "AuditProfile", alpha: float, seed: int,
+                       on_aligned: Callable[[], None] | None = None) -> MemorisationCheck:
+    """Every memorisation variant the profile asks for, combined into one measure."""
+    pix_res, _ = measure_memorisation(pixel_vectors["synthetic"], pixel_vectors["train"],
+                                      pixel_vectors["holdout"], profile, alpha)
+    results, selection = [pix_res], None
+    if profile.memorisation.aligned:
+        if on_aligned is not None:
+            on_aligned()
+        a_res, selection = aligned_memorisation(inputs, encoder_vectors, profile, alpha, seed)
+        results.append(a_res)
+    flagged, reasons, measure = combined_memorisation(results, alpha)
+    return MemorisationCheck(results, flagged, reasons, measure, selection)

@@ -23,12 +23,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from synthmed.config import StrictConfig, load_config
 
 Tier = Literal["public", "controlled"]
-AttackName = Literal["dcr", "domias", "mc_neighbourhood"]
 Space = Literal["pixel", "encoder"]
 
 
@@ -43,8 +42,8 @@ class EmbeddingSettings(StrictConfig):
 class AttackRules(StrictConfig):
     """Membership-inference rules, applied to every attack in every space."""
 
-    attacks: list[AttackName] = Field(default_factory=lambda: ["dcr", "domias", "mc_neighbourhood"],
-                                      min_length=1)
+    attacks: list[str] = Field(default_factory=lambda: ["dcr", "domias", "mc_neighbourhood"], min_length=1,
+                               description="attack names from the registry (synthmed.audit.attacks.ATTACKS)")
     spaces: list[Space] = Field(default_factory=lambda: ["pixel", "encoder"], min_length=1)
     max_auc: float = Field(0.6, gt=0.5, le=1.0,
                            description="an attack's AUC estimate must stay below this")
@@ -54,6 +53,16 @@ class AttackRules(StrictConfig):
     max_tpr: float = Field(0.02, gt=0.0, lt=1.0, description="members found at target_fpr must stay below this")
     report_fprs: list[float] = Field(default_factory=lambda: [0.01, 0.001])
     aggregate: Literal["max", "mean"] = "max"
+
+    @field_validator("attacks")
+    @classmethod
+    def _known(cls, names: list[str]) -> list[str]:
+        from synthmed.audit.attacks import ATTACKS
+
+        unknown = [n for n in names if n not in ATTACKS]
+        if unknown:
+            raise ValueError(f"unknown attack {unknown[0]!r}; known: {', '.join(sorted(ATTACKS))}")
+        return names
 
     @model_validator(mode="after")
     def _order(self) -> "AttackRules":

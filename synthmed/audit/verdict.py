@@ -15,21 +15,20 @@ from typing import Any
 
 from synthmed.audit.profile import AuditProfile
 
-_ATTACK_WORDS = {
-    "dcr": "guessing 'in training' when a real image is much closer to a synthetic image than to "
-           "any other real image",
-    "domias": "comparing how crowded the synthetic images are around a real image with how "
-              "crowded other real images are there",
-    "mc_neighbourhood": "counting synthetic images in a small neighbourhood of a real image",
-}
+
+def _words(attack: str) -> str:
+    """The attack's plain-words description, from its class in the registry."""
+    from synthmed.audit.attacks import describe
+
+    return describe(attack)
 
 
 @dataclass(frozen=True)
 class AttackMeasure:
     """One membership attack's result at the patient level."""
 
-    attack: str                      # dcr | domias | mc_neighbourhood
-    space: str                       # pixel | encoder
+    attack: str                      # a registered attack's name (synthmed.audit.attacks)
+    space: str                       # pixel | encoder | the attack's own space
     auc: float
     auc_ci: tuple[float, float]      # decision interval (simultaneous)
     tpr: float                       # at the profile's target FPR
@@ -137,7 +136,7 @@ def auc_rule(profile: AuditProfile, a: AttackMeasure) -> Rule:
     over_limit = a.auc >= r.max_auc
     evidence = lo > r.auc_evidence_above
     ok = not over_limit and not evidence
-    how = _ATTACK_WORDS.get(a.attack, a.attack)
+    how = _words(a.attack)
     head = (f"An attacker {how} ({a.space} space) tells training patients from others with an AUC "
             f"of {a.auc:.2f} (likely range {lo:.2f} to {hi:.2f}; 0.50 is a coin toss, 1.00 always right).")
     if ok:
@@ -161,7 +160,7 @@ def tpr_rule(profile: AuditProfile, a: AttackMeasure) -> Rule:
     r = profile.attacks
     line = max(r.max_tpr, a.fpr_ci[1])
     ok = a.tpr_ci[0] <= line
-    how = _ATTACK_WORDS.get(a.attack, a.attack)
+    how = _words(a.attack)
     if a.estimable:
         head = (f"Allowing {_pct(r.target_fpr)} false alarms, the attacker ({how}, {a.space} space) "
                 f"finds {_pct(a.tpr)} of training patients (at least {_pct(a.tpr_ci[0])}).")
@@ -188,7 +187,7 @@ def not_evaluated_rule(name: str, reason: str) -> Rule:
     verdict of `pass` certifies that each required attack was tried and failed, and without its
     evidence the audit cannot say so (drop the attack from the profile to accept that)."""
     attack = name.split("/", 1)[0]
-    how = _ATTACK_WORDS.get(attack, attack)
+    how = _words(attack)
     text = (f"The attack by {how} ({name.split('/', 1)[-1]} space) could not be run: {reason}. "
             f"This profile requires it, so the cohort cannot pass without it; add real non-member "
             f"images (a larger reference or holdout split) and re-run the audit.")

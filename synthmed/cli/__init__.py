@@ -24,6 +24,7 @@ from synthmed.cli import demo as _demo  # noqa: F401,E402
 from synthmed.cli import verify as _verify  # noqa: F401,E402
 from synthmed.cli import release as _release  # noqa: F401,E402
 from synthmed.cli import configs as _configs  # noqa: F401,E402
+from synthmed.cli import identity as _identity  # noqa: F401,E402
 
 
 def main(argv: list[str] | None = None) -> None:

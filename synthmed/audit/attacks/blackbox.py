@@ -1,16 +1,18 @@
 """Membership-inference attacks that need only the synthetic images (no access to the model).
 
 Each attack scores candidate real records: higher = "more likely in the training set". Scores are
-per image; `aggregate_by_patient` turns them into one score per patient (a patient is a member if
-ANY of their images was trained on, so the default is the MAX over the patient's images), and
-`synthmed.audit.stats` turns member vs non-member patient scores into AUC, TPR at low FPR, epsilon.
+per image; `attacks.measure.aggregate_by_patient` turns them into one score per patient (a patient
+is a member if ANY of their images was trained on, so the default is the MAX over the patient's
+images), and `synthmed.audit.stats` turns member vs non-member patient scores into AUC, TPR at low
+FPR, epsilon. The scoring functions work on plain arrays; the classes at the end put them on the
+audit's attack interface (`attacks.base`), one per attack, registered by name.
 
 Calibration data. Two attacks need "what does the population look like without training
 membership": a REFERENCE set of real non-member images. It must not contain any patient whose
 scores are then evaluated, or the attack is judged on the data it was fitted on (a non-member in
 the reference set sits at distance 0 from it and looks artificially un-member-like). Use the
 dataset's reference split when it exists; otherwise split the holdout patients in two with
-`split_calibration` (by patient, seeded): one half calibrates, the other is the evaluated
+`attacks.measure.split_calibration` (by patient, seeded): one half calibrates, the other is the evaluated
 non-members. The members evaluated are the train patients (all of them, or a random subset of the
 same size as the evaluated non-members, which the caller chooses).
 
@@ -40,8 +42,8 @@ from typing import Any
 
 import numpy as np
 
+from synthmed.audit.attacks.base import VectorAttack, register_attack
 from synthmed.audit.neighbours import cpu_threads, nearest
-from synthmed.audit.stats import auc_bootstrap_ci, empirical_epsilon, roc_auc, tpr_at_fpr
 
 
 def _f32(x: Any) -> np.ndarray:
@@ -116,45 +118,58 @@ def mc_neighbourhood_scores(candidates: np.ndarray, synthetic: np.ndarray, refer
     return counts.astype(np.float64) / s.shape[0]
 
 
-def aggregate_by_patient(scores: np.ndarray, patient_ids: np.ndarray, how: str = "max") -> tuple[np.ndarray, np.ndarray]:
-    """(sorted unique patient ids, one score each): max (default: a patient is a member if ANY
-    image is) or mean of the patient's image scores."""
-    scores = np.asarray(scores, dtype=np.float64)
-    ids = np.asarray(patient_ids)
-    if scores.shape[0] != ids.shape[0]:
-        raise ValueError(f"{scores.shape[0]} scores but {ids.shape[0]} patient ids")
-    uniq, inv = np.unique(ids, return_inverse=True)
-    if how == "max":
-        out = np.full(uniq.size, -np.inf)
-        np.maximum.at(out, inv, scores)
-    elif how == "mean":
-        out = np.bincount(inv, weights=scores, minlength=uniq.size) / np.bincount(inv, minlength=uniq.size)
-    else:
-        raise ValueError(f"unknown aggregation {how!r}; use 'max' or 'mean'")
-    return uniq, out
+# ------------------------------------------------------------------- on the attack interface
+@register_attack
+class DCR(VectorAttack):
+    """Distance to the closest synthetic record, calibrated on the reference when there is one."""
+
+    name = "dcr"
+    describe = ("guessing 'in training' when a real image is much closer to a synthetic image than to "
+                "any other real image")
+    needs = frozenset({"synthetic"})
+
+    @classmethod
+    def settings(cls, n_reference: int, n_synthetic: int) -> tuple[dict[str, Any] | None, str]:
+        return {}, ""
+
+    @classmethod
+    def vector_scores(cls, candidates, synthetic, reference, seed: int = 0, **settings) -> np.ndarray:
+        return np.asarray(dcr_scores(candidates, synthetic, reference), dtype=np.float64)
 
 
-def split_calibration(patient_ids: np.ndarray, fraction: float = 0.5, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Split records into (calibration mask, evaluation mask) BY PATIENT: no patient on both sides."""
-    ids = np.asarray(patient_ids)
-    uniq = np.unique(ids)
-    if uniq.size < 2:
-        raise ValueError("need at least 2 patients to split into calibration and evaluation")
-    rng = np.random.default_rng(seed)
-    n_cal = min(uniq.size - 1, max(1, int(round(fraction * uniq.size))))
-    cal = set(rng.permutation(uniq)[:n_cal].tolist())
-    mask = np.array([p in cal for p in ids])
-    return mask, ~mask
+@register_attack
+class DOMIAS(VectorAttack):
+    name = "domias"
+    describe = ("comparing how crowded the synthetic images are around a real image with how "
+                "crowded other real images are there")
+    needs = frozenset({"synthetic", "reference"})
+
+    @classmethod
+    def settings(cls, n_reference: int, n_synthetic: int) -> tuple[dict[str, Any] | None, str]:
+        base, note = super().settings(n_reference, n_synthetic)
+        if base is None:
+            return base, note
+        # the PCA is fitted on the reference and each KDE needs more points than dimensions
+        default = DOMIAS_PCA_DIMS
+        dims = min(default, n_reference - 1, n_synthetic - 1)
+        if dims < 1:
+            return None, (f"{n_reference} reference and {n_synthetic} synthetic images are too few for "
+                          f"a density estimate (at least 2 of each are needed)")
+        note = "" if dims == default else (f"PCA reduced to {dims} dims (from {default}): only "
+                                           f"{min(n_reference, n_synthetic)} images to estimate a density on")
+        return {"n_components": dims}, note
+
+    @classmethod
+    def vector_scores(cls, candidates, synthetic, reference, seed: int = 0, **settings) -> np.ndarray:
+        return np.asarray(domias_scores(candidates, synthetic, reference, **settings), dtype=np.float64)
 
 
-def summarise_attack(member_scores: np.ndarray, nonmember_scores: np.ndarray, *, n_boot: int = 1000,
-                     alpha: float = 0.05, seed: int = 0, fprs: tuple[float, ...] = (0.01, 0.001)) -> dict[str, Any]:
-    """AUC with bootstrap CI, TPR at each FPR with exact intervals and epsilon lower bounds."""
-    rates = [tpr_at_fpr(member_scores, nonmember_scores, f, alpha) for f in fprs]
-    return {
-        "auc": roc_auc(member_scores, nonmember_scores),
-        "auc_ci": list(auc_bootstrap_ci(member_scores, nonmember_scores, n_boot, alpha, seed)),
-        "n_members": int(np.size(member_scores)), "n_nonmembers": int(np.size(nonmember_scores)),
-        "tpr_at_fpr": [r.to_dict() | {"epsilon_lower_bound": empirical_epsilon(r.tpr_ci[0], r.fpr_ci[1])}
-                       for r in rates],
-    }
+@register_attack
+class MCNeighbourhood(VectorAttack):
+    name = "mc_neighbourhood"
+    describe = "counting synthetic images in a small neighbourhood of a real image"
+    needs = frozenset({"synthetic", "reference"})
+
+    @classmethod
+    def vector_scores(cls, candidates, synthetic, reference, seed: int = 0, **settings) -> np.ndarray:
+        return np.asarray(mc_neighbourhood_scores(candidates, synthetic, reference, **settings), dtype=np.float64)

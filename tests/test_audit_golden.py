@@ -1,0 +1,94 @@
+"""The audit's output format, pinned: a fixed small audit must write byte-identical audit.json.
+
+A refactor of the audit (the attack interface, the typed record, the filter returning a new
+result) must not change a single byte of what an audit writes. This test runs one small audit on
+toy data with a fixed seed (encoder trained, aligned copy search, planted copies, `--filter`), and
+compares the sha256 of audit.json, filtered/audit.json and filtered/removed.csv with hashes
+recorded from the code BEFORE the refactor.
+
+Why these hashes are legitimate: they were produced by the pre-refactor audit code at commit
+ffd6a36 (branch h1, Dec 1 2026; `runner.py` with the two string if-chains) by running this very
+test with `SYNTHMED_PRINT_GOLDEN=1`. The package versions are pinned to a fixed dict here (they
+are the environment, not the audit's logic, and would change the hash on every upgrade); every
+other byte is what the audit writes.
+
+When the audit's output format changes ON PURPOSE (a new field, a reworded explanation), re-record
+the hashes deliberately: run `SYNTHMED_PRINT_GOLDEN=1 python -m pytest -q -s
+tests/test_audit_golden.py`, paste the printed hashes below, and say in the commit message what
+changed in audit.json and why. A profile without the identity attack (`identity.enabled: false`,
+the default of the profiles used here) must keep these hashes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+import numpy as np
+from helpers_nih import mixture_sampler, toy_dataset, write_plain_cohort
+from synthmed.audit.profile import AuditProfile
+from synthmed.data.dataset import Dataset
+
+GOLDEN = {
+    "audit.json": "d3afab2d330133a472f100101ed00797429a39d1444e8b2fb3ed49c455c89573",
+    "filtered/audit.json": "45e77e29caa2a5f498f202cefac9979b3a04533870e1c2ec246040d08e52b64c",
+    "filtered/removed.csv": "2c1b247534243ef5718e23b2d739ab2ee6a93e7b73882279879d33cba279ddde",
+}
+GOLDEN_THIN = "b07f15e42af22f9c6edf388d9fbc814e255aa3c7cd936252d95c2cdb18c947a1"
+
+FIXED_VERSIONS = {"python": "3.x", "synthmed": "golden", "numpy": "golden", "torch": "golden"}
+
+
+def _small_audit(tmp_path, monkeypatch):
+    import synthmed.provenance as prov
+    from synthmed.audit import run_audit
+
+    monkeypatch.setattr(prov, "package_versions", lambda: dict(FIXED_VERSIONS))
+    ds = toy_dataset(tmp_path / "ds", n_patients=80, per_patient=2, size=16, seed=3)
+    d = Dataset.open(ds)
+    ref = np.asarray(d.images[d.indices("reference")])
+    train = np.asarray(d.images[d.indices("train")])
+    images = mixture_sampler(ref, 48, seed=5)
+    images[[4, 17, 30]] = train[[0, 11, 22]]          # copies: flagged, filtered
+    images[41] = np.flip(train[33], axis=-1)           # a mirrored copy: the aligned search
+    cohort = write_plain_cohort(tmp_path / "cohort", images)
+    prof = AuditProfile(n_bootstrap=200, embedding={"steps": 8, "batch_size": 32, "dim": 16},
+                        memorisation={"aligned": True, "aligned_max_images": 12})
+    return run_audit(ds, cohort, prof, tmp_path / "audit", seed=11, filter=True)
+
+
+def _thin_audit(tmp_path, monkeypatch):
+    """A dataset whose 1-image reference split cannot calibrate DOMIAS (a not-evaluated rule) and
+    no encoder (a skipped space)."""
+    import synthmed.provenance as prov
+    from synthmed.audit import run_audit
+
+    monkeypatch.setattr(prov, "package_versions", lambda: dict(FIXED_VERSIONS))
+    ds = toy_dataset(tmp_path / "ds-thin", n_patients=84, per_patient=1, size=16, seed=4,
+                     fractions={"train": 0.5, "holdout": 0.49, "reference": 0.01})
+    d = Dataset.open(ds)
+    cohort = write_plain_cohort(tmp_path / "cohort-thin",
+                                mixture_sampler(np.asarray(d.images[d.indices("holdout")]), 30, seed=6))
+    prof = AuditProfile(n_bootstrap=100, embedding={"steps": 0}, memorisation={"aligned": False},
+                        sizes={"min_holdout_patients": 30})
+    return run_audit(ds, cohort, prof, tmp_path / "audit-thin", seed=2)
+
+
+def test_thin_audit_writes_the_recorded_bytes(tmp_path, monkeypatch):
+    res = _thin_audit(tmp_path, monkeypatch)
+    got = hashlib.sha256((res.out / "audit.json").read_bytes()).hexdigest()
+    if os.environ.get("SYNTHMED_PRINT_GOLDEN"):
+        print("\nGOLDEN_THIN = " + repr(got))
+    assert res.audit["skipped"] and any(r.measured == "not evaluated" for r in res.verdict.rules)
+    assert got == GOLDEN_THIN
+
+
+def test_fixed_small_audit_writes_the_recorded_bytes(tmp_path, monkeypatch):
+    res = _small_audit(tmp_path, monkeypatch)
+    got = {name: hashlib.sha256((res.out / name).read_bytes()).hexdigest() for name in GOLDEN}
+    if os.environ.get("SYNTHMED_PRINT_GOLDEN"):
+        print("\nGOLDEN = " + repr(got))
+    # the audit is not trivial: it failed, flagged the copies and re-audited the rest
+    assert res.verdict.verdict == "fail" and res.filtered is not None
+    assert {4, 17, 30} <= {f["synthetic_index"] for f in res.audit["memorisation"]["flagged"]}
+    assert got == GOLDEN
