@@ -23,11 +23,13 @@ from helpers_nih import kde_sampler, toy_dataset
 
 TINY_NET = {"channels": [8, 16], "attention_levels": [False, True], "num_head_channels": 8,
             "norm_num_groups": 8, "context_dim": 8}
-# The toy has 30 holdout patients: a profile whose smallest leak to rule out and whose FPR
-# target fit that size (the shipped public profile needs hundreds; see test_audit_power.py).
+# The toy has 30 holdout patients: a profile whose smallest leak to rule out (AUC 0.85) and
+# whose FPR target (20 %) fit that size, so its audit can be conclusive (the shipped public
+# profile needs ~620 holdout patients; see test_audit_power.py).
 TOY_PROFILE = {"name": "toy-public", "tier": "public", "n_bootstrap": 300,
-               "embedding": {"steps": 0}, "attacks": {"spaces": ["pixel"], "target_fpr": 0.2,
-                                                      "max_tpr": 0.5},
+               "embedding": {"steps": 0},
+               "attacks": {"spaces": ["pixel"], "target_fpr": 0.2, "max_tpr": 0.5,
+                           "max_auc": 0.85, "rule_out_auc": 0.85},
                "memorisation": {"aligned": False}}
 
 
@@ -166,6 +168,24 @@ def test_refuses_a_failed_audit(chain, capsys):
     err = _refused(capsys, _args(chain, tmp / "b-fail", cohort=cohort, audit=audit))
     assert "the audit's verdict is FAIL" in err and "no_hard_copies" in err
     assert not (tmp / "b-fail").exists()
+
+
+def test_refuses_an_inconclusive_audit(chain, capsys):
+    """The same cohort audited with the shipped public profile's leak (AUC 0.6) and FPR target
+    (1 %): 30 holdout patients cannot rule those out."""
+    import yaml
+
+    from synthmed.audit import run_audit
+
+    prof = dict(TOY_PROFILE, attacks={"spaces": ["pixel"]})
+    path = chain["tmp"] / "toy-strict.yaml"
+    path.write_text(yaml.safe_dump(prof))
+    audit = chain["tmp"] / "audit-strict"
+    res = run_audit(chain["dataset"], chain["cohort"], path, audit, seed=0)
+    assert res.verdict.verdict == "inconclusive" and res.verdict.patients_needed > 30
+    err = _refused(capsys, _args(chain, chain["tmp"] / "b-unsure", audit=audit))
+    assert "the audit is INCONCLUSIVE" in err
+    assert f"about {res.verdict.patients_needed} holdout patients needed, it had 30" in err
 
 
 def test_refuses_an_audit_of_another_cohort(chain, capsys):

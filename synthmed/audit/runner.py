@@ -140,6 +140,11 @@ def run_audit(dataset: Path, cohort: Path, profile: "AuditProfile | Path | str |
     result = audit_inputs(inputs, prof, out, seed=seed, embedder=embedder,
                           dataset_fingerprint=ds.fingerprint(), cohort_fingerprint=co.fingerprint(),
                           encoder_given=encoder is not None)
+    model_sha = str(co.info.get("model_sha256", "") or "")
+    if model_sha:
+        # which model made the audited cohort: `synthmed release` checks it against the run
+        result = result.with_record(result.record.with_(
+            sections={**result.record.sections, "model": {"sha256": model_sha}}))
     if other:
         note = (f"the cohort's model was trained on another dataset (fingerprint "
                 f"{co.info.get('dataset_fingerprint')}); --allow-other-dataset was given")
@@ -231,7 +236,12 @@ def audit_inputs(inputs: Inputs, prof: AuditProfile, out: Path, *, seed: int, em
         progress.advance(task)
 
     skipped += [{"attack": name, "reason": why} for name, why in not_evaluated]
-    verdict = evaluate(prof, [r.measure for r in runs], mem.measure, not_evaluated)
+    from synthmed.audit.verdict import AuditSize
+
+    n_eval = len(set(inputs.holdout_patients.tolist()))
+    size = AuditSize(n_holdout=max(n_eval, int(inputs.extra.get("n_holdout_patients", n_eval))),
+                     n_evaluated=n_eval)
+    verdict = evaluate(prof, [r.measure for r in runs], mem.measure, not_evaluated, size=size, alpha=alpha)
     record = AuditRecord(
         verdict=verdict.verdict, tier=verdict.tier, profile=prof.name,
         rules=[r.to_dict() for r in verdict.rules],
@@ -251,7 +261,8 @@ def audit_inputs(inputs: Inputs, prof: AuditProfile, out: Path, *, seed: int, em
             source="given" if encoder_given else ("trained on the train split" if embedder is not None else "none"),
             name=getattr(embedder, "name", None) if embedder is not None else None,
             steps=prof.embedding.steps, dim=prof.embedding.dim),
-        provenance=provenance(prof, seed=seed, schema=AUDIT_SCHEMA))
+        provenance=provenance(prof, seed=seed, schema=AUDIT_SCHEMA),
+        sections={"power": verdict.power})
     report = ReportData(
         audit=record.to_json_dict(), curves={r.measure.name: (r.fpr, r.tpr) for r in runs},
         distances={"synthetic → train": d_st, "holdout → train": d_ht, "synthetic → holdout": d_sh},

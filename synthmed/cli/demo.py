@@ -75,6 +75,10 @@ def _describe(name: str, value: Any) -> str:
         return text
     if name == "audit":
         v = value.verdict
-        failed = ", ".join(r.rule for r in v.failed_rules()) if not v.passed else ""
-        return f"verdict {v.verdict.upper()} (tier {v.tier})" + (f"; failed rules: {failed}" if failed else "")
+        failed = ", ".join(r.rule for r in v.failed_rules())
+        text = f"verdict {v.verdict.upper()} (tier {v.tier})" + (f"; failed rules: {failed}" if failed else "")
+        if v.verdict == "inconclusive":
+            text += (f"; too few patients to rule out a leak ({len(v.inconclusive_rules())} rules"
+                     + (f", about {v.patients_needed} holdout patients needed)" if v.patients_needed else ")"))
+        return text
     return str(value)

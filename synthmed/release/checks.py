@@ -41,15 +41,15 @@ def audit_reasons(audit: dict[str, Any], tier: str) -> list[Reason]:
     out = []
     verdict = str(audit.get("verdict", ""))
     if verdict == "fail":
-        failed = [r.get("rule", "?") for r in audit.get("rules", []) if not r.get("passed")]
+        failed = [r.get("rule", "?") for r in audit.get("rules", [])
+                  if (r.get("outcome") or ("pass" if r.get("passed") else "fail")) == "fail"]
         out.append(Reason(f"the audit's verdict is FAIL ({len(failed)} rules failed: "
                           f"{', '.join(failed[:4])}{', ...' if len(failed) > 4 else ''}); a failed "
                           "cohort is not released", True))
     elif verdict == "inconclusive":
         power = audit.get("power") or {}
         need = power.get("holdout_patients_needed")
-        now = (audit.get("data") or {}).get("n_holdout_patients",
-                                            (audit.get("data") or {}).get("n_nonmember_patients"))
+        now = power.get("n_holdout_patients") or (audit.get("data") or {}).get("n_nonmember_patients")
         out.append(Reason("the audit is INCONCLUSIVE: it had too few patients to rule out the leak "
                           "its tier must exclude" + (f" (about {need} holdout patients needed, it had "
                                                      f"{now})" if need else "")
