@@ -16,7 +16,7 @@ from synthmed.errors import InputError
 @app.command("demo")
 def demo(
     out: Path = typer.Option(Path("demo-out"), "--out", help="Folder for every demo output."),
-    patients: Optional[int] = typer.Option(None, "--patients", help="Virtual patients to make (default 120; 80 with --quick)."),
+    patients: Optional[int] = typer.Option(None, "--patients", help="Virtual patients to make (default 1560, enough for a conclusive audit; 80 with --quick)."),
     seed: int = typer.Option(0, "--seed"),
     fresh: bool = typer.Option(True, "--fresh/--keep",
                                help="Replace a previous demo in --out (only a demo folder exactly as synthmed wrote it; --keep refuses instead)."),
