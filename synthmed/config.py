@@ -32,9 +32,11 @@ class StrictConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-# A shipped config's kind is read from its file name: `ingest-*.yaml`, `audit-*.yaml`, and every
+# A shipped config's kind is read from its file name: `ingest-*.yaml`, `audit-*.yaml`,
+# `cohort-*.yaml` (a cohort spec), and every
 # other file is a training config. The prefix may be left out of a name (`--profile public`).
-CONFIG_KINDS: dict[str, str] = {"ingest": "ingest-", "audit": "audit-", "train": ""}
+CONFIG_KINDS: dict[str, str] = {"ingest": "ingest-", "audit": "audit-", "cohort": "cohort-",
+                                "train": ""}
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,9 @@ from synthmed.models import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE_CONFIGS = ROOT / "synthmed" / "configs"
-MODELS = {"ingest": IngestConfig, "train": TrainConfig, "audit": AuditProfile}
+from synthmed.generate.spec import CohortSpec  # noqa: E402
+
+MODELS = {"ingest": IngestConfig, "train": TrainConfig, "audit": AuditProfile, "cohort": CohortSpec}
 
 
 def test_every_shipped_config_has_a_kind_a_description_and_validates():

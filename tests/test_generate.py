@@ -92,4 +92,4 @@ def test_same_model_and_seed_give_the_same_cohort(tmp_path):
     assert info["model_sha256"] == sha256_file(run / "model.safetensors") == m.model_hash
     prov = info["provenance"]
     assert prov["seed"] == 7 and prov["model_sha256"] == m.model_hash and "torch" in prov["packages"]
-    assert prov["config"]["label_rates"] == {"Mass": 0.5} and prov["model_config"]["seed"] == 0
+    assert prov["config"]["labels"]["prevalence"] == {"Mass": 0.5} and prov["model_config"]["seed"] == 0

@@ -17,8 +17,8 @@ from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
 from synthmed.errors import InputError
 from synthmed.generate.documents import (NOTICE, SourceSummary, build_data_card,
-                                         check_sha256sums, write_data_card, write_provenance,
-                                         write_sha256sums)
+                                         check_sha256sums, read_data_card, write_data_card,
+                                         write_provenance, write_sha256sums)
 from synthmed.generate.manifest import (ManifestRow, manifest_csv, read_manifest_rows,
                                         write_manifest)
 from synthmed.generate.study import CohortContext, SyntheticStudy, VirtualPatient
@@ -171,6 +171,15 @@ def test_dx_is_for_presentation_with_a_window_that_shows_the_sampled_image(cohor
     shown = apply_voi_lut(ds.pixel_array, ds)
     lo, hi = float(shown.min()), float(shown.max())
     assert np.allclose((shown - lo) / (hi - lo), img, atol=2e-4)
+
+
+def test_series_slices_are_the_bytes_pydicom_itself_writes(cohorts):
+    from synthmed.phantoms.dicom_writer import encode_file
+
+    for modality in ("CT", "MR"):
+        root, rows = cohorts[modality]
+        for f in dicom_files(root, rows[1]):
+            assert f.read_bytes() == encode_file(pydicom.dcmread(f)), f
 
 
 # -------------------------------------------------------------------------------- hierarchy
@@ -413,6 +422,11 @@ def test_data_card_says_what_the_cohort_is_and_the_audit_tier_and_power(cohorts,
     text = md.read_text()
     assert "**tier**: public" in text and "min_excluded_auc: 0.6" in text
     assert json.loads(js.read_text())["audit"] == audit
+    back = read_data_card(tmp_path)
+    assert back.source == _source() and back.audit == audit and back.cohort == card.cohort
+    js.write_text("{}")
+    with pytest.raises(InputError, match="not a synthmed data card"):
+        read_data_card(tmp_path)
 
 
 def test_data_card_refuses_a_pseudonym_and_writes_nothing(cohorts, tmp_path):

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from helpers_dataset import toy_image
-from synthmed.models.diffusion import DiffusionModel
+from synthmed.generate.pipeline import DiffusionModel
 from synthmed.models.schedulers import training_scheduler
 from test_models import tiny_config
 

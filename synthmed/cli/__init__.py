@@ -18,6 +18,7 @@ from synthmed.cli import ingest as _ingest  # noqa: F401,E402
 from synthmed.cli import inspect as _inspect  # noqa: F401,E402
 from synthmed.cli import train as _train  # noqa: F401,E402
 from synthmed.cli import sample as _sample  # noqa: F401,E402
+from synthmed.cli import generate as _generate  # noqa: F401,E402
 from synthmed.cli import evaluate as _evaluate  # noqa: F401,E402
 from synthmed.cli import audit as _audit  # noqa: F401,E402
 from synthmed.cli import demo as _demo  # noqa: F401,E402

@@ -34,13 +34,21 @@ class ImageRecord:
 
 @dataclass(frozen=True)
 class CohortRecord:
-    """One row of a synthetic cohort's `manifest.csv`."""
+    """One row of a synthetic cohort's `manifest.csv`: one image (one study of a virtual patient).
+
+    Cohorts written before virtual patients had several studies lack the study columns; they
+    read as first studies."""
 
     index: int
     patient: str
     labels: tuple[str, ...] = field(default_factory=tuple)
     age: float = math.nan
     sex: str = ""
+    study_index: int = 0
+    days_since_first: int = 0
+    study_date: str = ""            # SYNTHETIC_EPOCH + offsets, never a date from the data
+    seed: str = ""                  # the study's sampling seed (text: it may exceed 2^53)
+    followup_strength: float = math.nan  # SDEdit strength of a follow-up; empty for a first study
 
 
 def _fmt(value: object) -> str:

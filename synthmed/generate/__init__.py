@@ -1,4 +1,4 @@
-"""Sampling pipeline and cohort generation."""
+"""Sampling pipeline, cohort specs, virtual patients and cohort generation."""
 
 from synthmed.generate.cohort import draw_conditions, generate_cohort
 

@@ -168,6 +168,25 @@ def write_data_card(root: str | Path, card: DataCard) -> tuple[Path, Path]:
     return root / CARD_MD, root / CARD_JSON
 
 
+def read_data_card(root: str | Path) -> DataCard:
+    """The DataCard a cohort's data_card.json holds (to add a release's audit and override)."""
+    import json
+
+    from synthmed.errors import InputError
+
+    path = Path(root) / CARD_JSON
+    try:
+        d = json.loads(path.read_text(encoding="utf-8"))
+        src = {k: tuple(v) if isinstance(v, list) else v for k, v in d["source"].items()}
+        return DataCard(cohort=dict(d["cohort"]), generation=dict(d["generation"]),
+                        source=SourceSummary(**src), spec=dict(d.get("spec") or {}),
+                        audit=d.get("audit"), override=d.get("override"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise InputError(f"{path}: not a readable data card ({err})") from None
+    except (KeyError, TypeError, AttributeError) as err:
+        raise InputError(f"{path}: not a synthmed data card (bad or missing {err})") from None
+
+
 def write_provenance(root: str | Path, configs: Mapping[str, Any], **record: Any) -> Path:
     """provenance/: one JSON file per resolved config (pydantic models as data) and
     packages.json (package versions, python, platform). `record` (seed, model hash, ...) goes

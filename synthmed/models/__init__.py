@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from synthmed.models.config import TrainConfig
 
 if TYPE_CHECKING:
-    from synthmed.models.diffusion import DiffusionModel, load
+    from synthmed.generate.pipeline import DiffusionModel, load
     from synthmed.models.trainer import train
 
 __all__ = ["TrainConfig", "train", "load", "DiffusionModel"]
@@ -22,7 +22,9 @@ def __getattr__(name: str) -> Any:
 
         return train
     if name in ("load", "DiffusionModel"):
-        from synthmed.models import diffusion
+        # The public entry points of a trained model; the object that samples is the pipeline
+        # in synthmed.generate (models/ itself holds networks, configs and schedulers only).
+        from synthmed.generate import pipeline
 
-        return getattr(diffusion, name)
+        return getattr(pipeline, name)
     raise AttributeError(name)

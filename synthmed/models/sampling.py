@@ -45,6 +45,7 @@ class SampleOutput:
 
     images: np.ndarray
     settings: SamplingSettings
+    strength: float | None = None  # SDEdit strength when made from init images, else None
 
 
 def resolve_sampling(config: TrainConfig, sampler: str | None = None, steps: int | None = None,

@@ -18,7 +18,7 @@ import shutil
 import time
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -40,13 +40,16 @@ from synthmed.models.checkpoint import (CheckpointError, flatten_state, latest_c
                                         save_tensors, unflatten_state)
 from synthmed.models.conditioning import SEXES, Conditions, conditions_from_arrays
 from synthmed.models.config import TrainConfig
-from synthmed.models.diffusion import DiffusionModel, pick_device, save_model
+from synthmed.models.diffusion import pick_device, save_model
 from synthmed.models.network import ConditionalUNet, pad_to, padded_shape
 from synthmed.models.sampling import resolve_sampling
 from synthmed.models.schedulers import training_scheduler
 from synthmed.progress import console, make_progress, progress_enabled
 from synthmed.provenance import hash_id_list, provenance, sha256_file, sha256_json
 from synthmed.viz import save_png, tile, to_uint8, view_2d
+
+if TYPE_CHECKING:
+    from synthmed.generate.pipeline import DiffusionPipeline as DiffusionModel
 
 # The autoencoder stage of latent training checkpoints here (the diffusion stage in checkpoint/).
 AE_CHECKPOINT = "checkpoint-autoencoder"
@@ -336,6 +339,10 @@ class _Run:
         }
 
     def _write_outputs(self, step: int, final: bool) -> DiffusionModel:
+        # The preview grids are drawn by the sampling pipeline itself (as diffusers' training
+        # scripts do), so a grid shows exactly what `synthmed sample` gives.
+        from synthmed.generate.pipeline import DiffusionPipeline as DiffusionModel
+
         info = self._model_info(step)
         net = self._ema_net()
         model_hash = save_model(self.out, net, self.ae, info)
