@@ -299,3 +299,54 @@ def test_nih_bundle_holds_no_identifier_of_the_sample(tmp_path, capsys):
     (leaky / "manifest.csv").write_text((leaky / "manifest.csv").read_text() + "00000013_005.png\n")
     hits, _ = scan_folder(leaky, ids)
     assert [(h.where, h.kind) for h in hits] == [("manifest.csv", "source ID")]
+
+
+@pytest.fixture(scope="module")
+def generated(chain):
+    """A cohort made by `synthmed generate` (per-patient DICOM and PNG files, manifest, data card,
+    SHA256SUMS) from the chain's model, and its audit."""
+    from synthmed.audit import run_audit
+    from synthmed.config import validate_config
+    from synthmed.generate.runner import generate
+    from synthmed.generate.spec import CohortSpec
+
+    spec = validate_config({"patients": 60, "seed": 0, "studies": {"per_patient": 1},
+                            "formats": ["dicom", "png"], "sampling": {"steps": 3}}, CohortSpec)
+    out = chain["tmp"] / "generated"
+    generate(chain["model"], spec, out)
+    audit = chain["tmp"] / "generated-audit"
+    verdict = run_audit(chain["dataset"], out, chain["profile"], audit, seed=0).verdict
+    return {"cohort": out, "audit": audit, "verdict": verdict}
+
+
+def test_release_of_a_generated_cohort(chain, generated, capsys):
+    from synthmed.generate.documents import check_sha256sums
+
+    assert generated["verdict"].verdict == "pass", [r.explanation for r in generated["verdict"].rules
+                                                    if not r.passed]
+    out = chain["tmp"] / "b-generated"
+    _ok(capsys, _args(chain, out, cohort=generated["cohort"], audit=generated["audit"]))
+    files = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
+    assert any(f.startswith("dicom/SYN-") for f in files) and any(f.startswith("png/SYN-") for f in files)
+    assert "images.npy" not in files and "manifest.parquet" in files  # viewer formats by default
+    assert check_sha256sums(out) == []
+    card = (out / "DATA_CARD.md").read_text()
+    assert "SYNTHETIC DATA" in card and "verdict" in card and "override" not in card.lower()
+    rec = json.loads((out / "release.json").read_text())
+    # scanned: every file but the records written after the first pass (the data card,
+    # release.json / .html: scanned in a second pass), SHA256SUMS and the marker
+    assert rec["formats"] == ["dicom", "png"] and rec["scan"]["files"] == len(files) - 6
+
+
+def test_refuses_a_generated_cohort_with_one_image_file_changed(chain, generated, capsys):
+    changed = chain["tmp"] / "generated-changed"
+    shutil.copytree(generated["cohort"], changed)
+    png = sorted((changed / "png").rglob("*.png"))[3]
+    data = bytearray(png.read_bytes())
+    data[-20] ^= 0xFF  # one byte of one image
+    png.write_bytes(bytes(data))
+    rel = png.relative_to(changed).as_posix()
+    err = _refused(capsys, _args(chain, chain["tmp"] / "b-gen-changed", cohort=changed,
+                                 audit=generated["audit"]))
+    assert f"{rel}: changed since synthmed wrote it" in err  # the folder marker
+    assert f"{rel}: changed (sha256 differs from SHA256SUMS)" in err  # and SHA256SUMS

@@ -216,11 +216,11 @@ def _data_card(cohort: Path, stage: Path, release: dict[str, Any], found: dict[s
     o = release["override"]
     override = (f"{o['reason']} (accepted: {'; '.join(o['accepted'])})" if o else None)
     if (cohort / CARD_JSON).is_file():
-        d = _read_json(cohort / CARD_JSON)
-        src = d.get("source") or {}
-        source = SourceSummary(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in src.items()})
-        card = DataCard(cohort=d.get("cohort") or {}, generation=d.get("generation") or {},
-                        source=source, spec=d.get("spec") or {}, audit=audit, override=override)
+        from dataclasses import replace
+
+        from synthmed.generate.documents import read_data_card
+
+        card = replace(read_data_card(cohort), audit=audit, override=override)
     else:
         co, ds = found["cohort"], found["dataset"]
         card = DataCard(
@@ -312,8 +312,11 @@ def release(cohort: str | Path, *, audit: str | Path, dataset: str | Path, model
         raise InputError("--override needs a reason in words (it is written into the bundle)")
     folders.prepare_output(out, "bundle", overwrite)
     have = cohort_formats(cohort) if cohort.is_dir() else []
-    chosen = sorted(set(formats or have), key=FORMATS.index) if all(
-        f in FORMATS for f in (formats or have)) else None
+    # by default the viewer formats a cohort has; its array store (images.npy) only when it has
+    # nothing else (a cohort written by `synthmed sample`)
+    default = [f for f in have if f != "npy"] or have
+    chosen = sorted(set(formats or default), key=FORMATS.index) if all(
+        f in FORMATS for f in (formats or default)) else None
     if chosen is None:
         raise InputError(f"--formats: unknown format in {formats} (choose among {', '.join(FORMATS)})")
     reasons, found = check_inputs(cohort, audit_dir, dataset, model, tier, chosen)
