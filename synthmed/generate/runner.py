@@ -430,10 +430,6 @@ def generate_once(pipe, spec: CohortSpec, out: str | Path, *, overwrite: bool = 
         _run_shard(pipe, spec, work, Shard(), progress_name, None)
         assemble(work, stage, state, spec, _finished_records(work, spec))
         shutil.rmtree(work)
-        # SHA256SUMS again without the work folder it listed (its files are gone from the cohort)
-        from synthmed.generate.documents import write_sha256sums
-
-        write_sha256sums(stage)
     return out
 
 
