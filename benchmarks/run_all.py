@@ -72,6 +72,8 @@ def benches(out: Path, toy: Path, run: Path) -> list[Bench]:
         Bench("bench_pixels.py", ["--n-text", "20", "--n-time", "3"], needs=("nih-cxr14-1000",)),
         Bench("bench_open.py", ["--repeats", "1"]),
         Bench("bench_verify.py", ["--repeats", "1", "--skip-knee"], needs=("nih-cxr14-1000",)),
+        Bench("bench_writers.py", ["--patients", "8", "--repeats", "1", "--train-steps", "2",
+                                   "--figure", str(out / "writers_first_dx.png")]),
     ]
 
 

@@ -8,6 +8,7 @@ import getpass
 import os
 import socket
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -130,6 +131,40 @@ def test_dciodvfy_reports_no_error_but_the_allow_list(cohorts, modality):
     # every file of the first series, the first file of the others
     for f in dicom_files(root, rows[0]) + [dicom_files(root, r)[0] for r in rows[1:]]:
         assert dciodvfy_errors(f) == [], f
+
+
+def test_dx_without_known_spacing_or_anatomy_claims_neither_and_stays_valid(tmp_path):
+    rows = write_cohort(tmp_path, "DX", 1, 1, formats=["dicom"], spacing=(), body_part="")
+    f = dicom_files(tmp_path, rows[0])[0]
+    ds = pydicom.dcmread(f)
+    assert "PixelSpacing" not in ds and [float(v) for v in ds.ImagerPixelSpacing] == [1.0, 1.0]
+    assert ds.AnatomicRegionSequence[0].CodeMeaning == "Body structure"
+    assert "BodyPartExamined" not in ds
+    if dciodvfy_path() is not None:
+        assert dciodvfy_errors(f) == []
+
+
+@pytest.mark.parametrize("modality,iod", [("CR", "1.2.840.10008.5.1.4.1.1.1.1"),
+                                          ("CT", "1.2.840.10008.5.1.4.1.1.2"),
+                                          ("MR", "1.2.840.10008.5.1.4.1.1.4")])
+def test_a_2d_model_of_another_modality_gets_its_own_iod(tmp_path, modality, iod):
+    """CR radiographs give DX; a 2D CT or MR model's slices are one-slice series."""
+    window = WINDOW if modality == "CT" else None
+    ctx = replace(context("DX"), modality=modality, intensity_window=window)
+    (row,) = write_study(study(patient(0), 0, "DX"), ctx, tmp_path, ["dicom"])
+    (f,) = dicom_files(tmp_path, row)
+    ds = pydicom.dcmread(f)
+    assert ds.SOPClassUID == iod and ds.Modality == ("DX" if modality == "CR" else modality)
+    assert (ds.Rows, ds.Columns) == SHAPES["DX"]
+    if dciodvfy_path() is not None:
+        assert dciodvfy_errors(f) == [], f
+
+
+def test_a_modality_without_a_dicom_iod_is_refused_before_any_file(tmp_path):
+    with pytest.raises(InputError, match="no DICOM writer for modality US in 2D"):
+        write_study(study(patient(0), 0, "DX"), replace(context("DX"), modality="US"), tmp_path,
+                    ["png", "nifti", "dicom"])
+    assert not any(tmp_path.iterdir())
 
 
 def test_dciodvfy_check_would_catch_a_broken_file(cohorts, tmp_path):
@@ -309,37 +344,44 @@ def _dicom_strings(ds: pydicom.Dataset):
 
 
 def test_no_output_holds_anything_that_was_not_given(cohorts):
+    """Dates are the studies' synthetic ones, names are SYN ids, and no text anywhere holds the
+    current date or year, the host, the user or a path."""
+    import gzip
+
+    import nibabel as nib
+    from PIL import Image
+
     today = dt.date.today()
     forbidden = {today.strftime("%Y%m%d"), today.isoformat(), str(today.year),
                  socket.gethostname(), getpass.getuser(), os.getcwd(), str(Path.home())}
     forbidden = {f for f in forbidden if len(f) >= 4}
     for modality, (root, rows) in cohorts.items():
-        given = {r.patient for r in rows} | {r.study_date.replace("-", "") for r in rows}
+        ids = {r.patient for r in rows}
         dates = {r.study_date.replace("-", "") for r in rows}
-        forbidden_here = forbidden | {str(root)}
+        assert all(d.startswith("2000") for d in dates)  # the synthetic epoch, 2000-01-01
         for f in sorted(root.rglob("*")):
             if not f.is_file():
                 continue
-            data = f.read_bytes()
             if f.suffix == ".dcm":
                 ds = pydicom.dcmread(f)
-                head = ds.copy()
-                del head.PixelData
-                header = b"".join(str(v).encode() for _, _, v in _dicom_strings(head))
-                for kw, vr, v in _dicom_strings(head):
+                del ds.PixelData
+                values = list(_dicom_strings(ds))
+                for kw, vr, v in values:
                     if vr in ("DA", "DT", "TM"):
                         assert v == "" or v in dates, (f, kw, v)
                     if vr == "PN":
-                        assert v == "" or v in given, (f, kw, v)
-                assert ds.PatientBirthDate == ""
+                        assert v == "" or v in ids, (f, kw, v)
+                assert ds.PatientBirthDate == "" and ds.PatientID in ids
+                # UIDs are long random-looking numbers: a 4-digit year can occur in one by chance
+                text = " ".join(v for _, vr, v in values if vr != "UI")
             elif f.suffix == ".png":
-                from PIL import Image
-                header = " ".join(Image.open(f).text.values()).encode()
-            else:  # .nii.gz: the 348-byte header
-                import gzip
-                header = gzip.decompress(data)[:352]
-            for bad in forbidden_here:
-                assert bad.encode() not in header, (f, bad)
+                text = " ".join(Image.open(f).text.values())
+            else:
+                hdr = nib.Nifti1Header.from_fileobj(gzip.open(f))
+                text = " ".join(hdr[k].item().decode() for k in ("descrip", "aux_file",
+                                                                 "intent_name", "db_name"))
+            for bad in forbidden | {str(root)}:
+                assert bad not in text, (f, bad)
 
 
 # ------------------------------------------------------------------------- reproducibility

@@ -36,6 +36,8 @@ def write_study(study: SyntheticStudy, ctx: CohortContext, root: str | Path,
     """Write `study` under `root/<format>/<patient_id>/…` in each format; one row per image."""
     writers = [get_writer(name) for name in dict.fromkeys(formats)]  # unknown names fail first
     out = StudyOutput.build(study, ctx)
+    for w in writers:
+        w.check(out)
     root = Path(root)
     paths = {w.name: w.write(out, root) for w in writers}
     return [manifest_row(out, paths)]

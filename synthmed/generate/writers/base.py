@@ -98,6 +98,10 @@ class Writer:
 
     name: ClassVar[str] = ""
 
+    def check(self, out: StudyOutput) -> None:
+        """Raise InputError when this format cannot hold `out` (called for every requested
+        format before any file is written)."""
+
     def write(self, out: StudyOutput, root: Path) -> str:
         """Write the study's files under `root / self.name`; return the path (relative to `root`,
         POSIX) a reader opens: a file, or the folder of a multi-file series."""

@@ -13,6 +13,7 @@ host name, nothing from the training data. What the files say about themselves:
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
@@ -27,7 +28,8 @@ from pydicom.uid import ExplicitVRLittleEndian
 
 from synthmed.errors import InputError
 from synthmed.generate.uids import IMPLEMENTATION_UID
-from synthmed.generate.writers.base import StudyOutput, Writer, register_writer
+from synthmed.generate.writers.base import (NOMINAL_SPACING_MM, Geometry, StudyOutput, Writer,
+                                            register_writer)
 from synthmed.generate.writers.encoding import ds_text
 from synthmed.io.atomic import write_bytes
 from synthmed.phantoms.dicom_writer import CT_STORAGE, DX_STORAGE, dicom_date, encode_file
@@ -114,7 +116,7 @@ def _base(out: StudyOutput, sop_class: str) -> Dataset:
     if ctx.body_part:
         ds.BodyPartExamined = _text(ctx.body_part.upper(), 16)
     ds.BurnedInAnnotation = "NO"
-    ds.RecognizableVisualFeatures = "NO"
+    ds.RecognizableVisualFeatures = "NO"  # no real person's features: the audit checks copies
     ds.LossyImageCompression = "00"
     ds.ImageType = ["DERIVED", "PRIMARY"]
     ds.SamplesPerPixel = 1
@@ -161,7 +163,8 @@ def _write_dx(out: StudyOutput, folder: Path) -> list[Path]:
     ds.AcquisitionContextSequence = Sequence([])
     dy, dx = out.geometry.spacing
     ds.ImagerPixelSpacing = [ds_text(dy), ds_text(dx)]
-    ds.PixelSpacing = [ds_text(dy), ds_text(dx)]
+    if out.geometry.spacing_known:  # type 1C "if calibrated": a nominal spacing is not
+        ds.PixelSpacing = [ds_text(dy), ds_text(dx)]
     _window(ds, out)
     ds.Rows, ds.Columns = out.encoded.stored.shape
     _instance(ds, out.uids.sop(0), 1)
@@ -281,9 +284,23 @@ def _write_mr(out: StudyOutput, folder: Path) -> list[Path]:
     return _write_series(out, ds, folder)
 
 
-# By modality and number of spatial dims; a new IOD is one entry here.
+def _single_slice(write: Callable[[StudyOutput, Path], list[Path]]):
+    """A 2D CT or MR model's image (a slice) as a one-slice series of that modality."""
+    def write_slice(out: StudyOutput, folder: Path) -> list[Path]:
+        stored = out.encoded.stored[None]
+        thickness = NOMINAL_SPACING_MM  # a 2D model knows no slice thickness
+        geometry = Geometry.for_image(stored.shape, (thickness, *out.geometry.spacing))
+        return write(replace(out, encoded=replace(out.encoded, stored=stored), geometry=geometry),
+                     folder)
+    return write_slice
+
+
+# By modality and number of spatial dims; a new IOD is one entry here. Computed radiography
+# (CR) training images give DX output: both are projection radiographs, and DX For Presentation
+# is the IOD that carries a display-ready synthetic radiograph.
 _IODS: dict[tuple[str, int], Callable[[StudyOutput, Path], list[Path]]] = {
-    ("DX", 2): _write_dx, ("CT", 3): _write_ct, ("MR", 3): _write_mr,
+    ("DX", 2): _write_dx, ("CR", 2): _write_dx, ("CT", 3): _write_ct, ("MR", 3): _write_mr,
+    ("CT", 2): _single_slice(_write_ct), ("MR", 2): _single_slice(_write_mr),
 }
 
 
@@ -291,12 +308,16 @@ _IODS: dict[tuple[str, int], Callable[[StudyOutput, Path], list[Path]]] = {
 class DicomWriter(Writer):
     name = "dicom"
 
-    def write(self, out: StudyOutput, root: Path) -> str:
+    def check(self, out: StudyOutput) -> None:
         key = (out.ctx.modality, out.ctx.spatial_dims)
         if key not in _IODS:
             known = ", ".join(f"{m} ({d}D)" for m, d in _IODS)
             raise InputError(f"no DICOM writer for modality {key[0]} in {key[1]}D; known: {known}")
+
+    def write(self, out: StudyOutput, root: Path) -> str:
+        self.check(out)
+        key = (out.ctx.modality, out.ctx.spatial_dims)
         folder = root / self.name / out.folder
         paths = _IODS[key](out, folder)
-        target = paths[0] if out.ctx.spatial_dims == 2 else folder
+        target = paths[0] if key[0] in ("DX", "CR") else folder
         return target.relative_to(root).as_posix()
