@@ -256,3 +256,48 @@ def test_unfinished_work_of_another_spec_is_not_mixed_in(model, tmp_path):
         merge(out)
     generate(model, _spec(seed=9), out, overwrite=True)
     assert Cohort.open(out).info["generation"]["spec"]["seed"] == 9
+
+
+def test_sdedit_follow_ups_keep_the_first_study_and_say_what_ran(model):
+    """The pipeline's init_images path: a low strength stays near the image it starts from, the
+    steps that ran are recorded, and bad arguments are refused before sampling."""
+    from synthmed.generate.pipeline import sdedit_steps
+
+    base = model.sample(4, steps=4, seed=1)
+    low = model.sample(4, steps=4, seed=2, init_images=base.images, strength=0.25)
+    full = model.sample(4, steps=4, seed=2, init_images=base.images, strength=1.0)
+    assert low.settings.steps == sdedit_steps(4, 0.25) == 1 and low.strength == 0.25
+    assert full.settings.steps == 4 and base.strength is None
+    near = np.abs(low.images - base.images).mean()
+    assert near < np.abs(full.images - base.images).mean(), near
+    again = model.sample(4, steps=4, seed=2, init_images=base.images, strength=0.25)
+    assert again.images.tobytes() == low.images.tobytes()
+    for kw, match in (({"strength": 0.0}, "strength"), ({"strength": None}, "strength"),
+                      ({"strength": 0.5, "init_images": base.images[:2]}, "init_images")):
+        with pytest.raises(InputError, match=match):
+            model.sample(4, **{"init_images": base.images, **kw})
+
+
+def test_generation_logs_patients_per_second_and_eta(model, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("SYNTHMED_NO_PROGRESS", raising=False)
+    monkeypatch.setenv("SYNTHMED_PROGRESS_EVERY", "0")
+    generate(model, _spec(), tmp_path / "co")
+    lines = [l for l in capsys.readouterr().err.splitlines() if l.startswith("synthmed: generate:")]
+    assert lines[-1].endswith("done") and "9/9 (100%)" in lines[-1], lines
+    assert any(" eta " in l for l in lines) and "patients_per_s" in lines[-1]
+
+
+def test_sample_is_generate_with_a_one_study_spec(run, model, tmp_path, capsys):
+    """`synthmed sample` is not a second implementation: its cohort is, byte for byte, the one
+    `generate` makes from the spec its options stand for."""
+    from synthmed.generate.patients import quick_spec
+
+    with pytest.raises(SystemExit) as e:
+        main(["sample", str(run), "--n", "5", "--out", str(tmp_path / "s"), "--seed", "3",
+              "--labels", "Mass=0.5", "--steps", "2", "--format", "png"])
+    assert e.value.code in (0, None), capsys.readouterr().err
+    spec = quick_spec(5, label_rates={"Mass": 0.5}, seed=3, steps=2, batch_patients=64,
+                      formats=["png"])
+    generate(model, spec, tmp_path / "g")
+    assert _tree(tmp_path / "s") == _tree(tmp_path / "g")
+    assert len(list((tmp_path / "s" / "png").rglob("*.png"))) == 5

@@ -13,6 +13,19 @@ from synthmed.cli.options import check_out_folder
 from synthmed.errors import InputError
 
 
+def _pick_local_gpu() -> None:
+    """Under torchrun each rank samples on its own GPU (LOCAL_RANK), not all on the first."""
+    import os
+
+    local = os.environ.get("LOCAL_RANK")
+    if local is None:
+        return
+    import torch
+
+    if torch.cuda.is_available() and local.isdigit():
+        torch.cuda.set_device(int(local) % torch.cuda.device_count())
+
+
 @app.command("generate")
 def generate_cmd(
     run: Optional[Path] = typer.Argument(None, help="run folder written by `synthmed train` (not with --merge)"),
@@ -43,6 +56,7 @@ def generate_cmd(
 
     cohort_spec = load_spec(spec)
     the_shard = Shard.parse(shard) if shard is not None else Shard.from_env()
+    _pick_local_gpu()
     result = generate(load(run), cohort_spec, out, shard=the_shard, overwrite=overwrite)
     rate = f", {result.patients_per_s:.2f} patients/s" if result.generated else ""
     what = (f"{len(result.generated)} patients generated, {len(result.skipped)} already finished"

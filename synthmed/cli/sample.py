@@ -1,4 +1,5 @@
-"""`synthmed sample RUN --n N --out COHORT [--seed S] [--steps K] [--sampler ddim] ...`."""
+"""`synthmed sample RUN --n N --out COHORT [--seed S] [--steps K] [--sampler ddim] ...`: the quick
+path, one study per virtual patient, over the same code as `synthmed generate`."""
 
 from __future__ import annotations
 
@@ -56,6 +57,7 @@ def sample_cmd(
     sex_ratio: Optional[float] = typer.Option(None, "--sex-ratio", help="share of females, 0-1"),
     guidance: Optional[float] = typer.Option(None, "--guidance", help="classifier-free guidance scale"),
     batch_size: int = typer.Option(64, "--batch-size"),
+    formats: list[str] = typer.Option([], "--format", help="also write dicom | nifti | png (repeat for several)"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace the cohort already in --out (only a synthmed cohort is ever replaced)"),
 ) -> None:
     """Generate a synthetic cohort from a trained model."""
@@ -76,7 +78,7 @@ def sample_cmd(
     path = generate_cohort(model, n, out, label_rates=label_rates,
                            age_range=age_range, sex_ratio=sex_ratio, seed=seed,
                            steps=steps, sampler=sampler, guidance_scale=guidance,
-                           batch_size=batch_size, overwrite=overwrite)
+                           batch_size=batch_size, overwrite=overwrite, formats=formats)
     used = Cohort.open(path).info["sampling"]
     console.print(f"wrote {n} synthetic images ({used['sampler']}, {used['steps']} steps, guidance "
                   f"{used['guidance_scale']:g}) -> {path}")

@@ -8,6 +8,12 @@ Layout of a cohort folder::
                    seed, package versions)
     synthmed-folder.json  the folder marker (synthmed/io/folders.py), checked on open
 
+A cohort made by `synthmed generate` / `synthmed sample` (synthmed/generate/runner.py) holds the
+same three files, with one row per study (several per virtual patient: `study_index`,
+`days_since_first`, `study_date`, ...), plus manifest.parquet, the requested formats (dicom/,
+nifti/, png/), DATA_CARD.md, data_card.json, provenance/ and SHA256SUMS; `Cohort.open` reads the
+arrays and rows, and the marker covers every file.
+
 `Cohort.open` also takes a plain folder of images (PNG / JPEG / .npy / NIfTI): each file is one
 synthetic patient.
 """

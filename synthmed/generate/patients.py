@@ -165,7 +165,8 @@ def draw_conditions(n: int, vocabulary: list[str], priors: dict[str, Any], *,
 def quick_spec(n: int, *, label_rates: dict[str, float] | None = None,
                age_range: tuple[float, float] | None = None, sex_ratio: float | None = None,
                seed: int = 0, sampler: str | None = None, steps: int | None = None,
-               guidance_scale: float | None = None, batch_patients: int = 1) -> CohortSpec:
+               guidance_scale: float | None = None, batch_patients: int = 1,
+               formats: Sequence[str] = ()) -> CohortSpec:
     """The spec `synthmed sample`'s options stand for: one study per patient, `match: training`."""
     from synthmed.config import validate_config
     from synthmed.errors import InputError
@@ -183,7 +184,7 @@ def quick_spec(n: int, *, label_rates: dict[str, float] | None = None,
     if sex_ratio is not None and not 0.0 <= float(sex_ratio) <= 1.0:
         raise InputError(f"sex_ratio: {sex_ratio} must be the share of females, between 0 and 1")
     data: dict[str, Any] = {"patients": n, "seed": seed, "match": "training",
-                            "batch_patients": batch_patients,
+                            "batch_patients": batch_patients, "formats": list(formats),
                             "sampling": {"sampler": sampler, "steps": steps,
                                          "guidance_scale": guidance_scale}}
     if label_rates is not None:

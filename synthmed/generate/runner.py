@@ -424,12 +424,18 @@ def generate_once(pipe, spec: CohortSpec, out: str | Path, *, overwrite: bool = 
     _settings(pipe, spec)
     folders.prepare_output(out, "cohort", overwrite)  # before sampling, not after
     with folders.staged_output(out, "cohort", overwrite) as stage:
-        work = stage / ".work"
-        state = _state(pipe, spec)
-        _open_work(work, state, overwrite=False)
-        _run_shard(pipe, spec, work, Shard(), progress_name, None)
-        assemble(work, stage, state, spec, _finished_records(work, spec))
-        shutil.rmtree(work)
+        # Beside the staging folder, not in it (it must not be listed in SHA256SUMS); its name
+        # starts like the staging folder's, so the next writer clears it after a crash.
+        work = stage.parent / f"{stage.name}-work"
+        try:
+            state = _state(pipe, spec)
+            _open_work(work, state, overwrite=False)
+            _run_shard(pipe, spec, work, Shard(), progress_name, None)
+            # As `merge` reads it (key order included), so both paths give the same bytes.
+            state = _read_json(work / STATE)
+            assemble(work, stage, state, spec, _finished_records(work, spec))
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
     return out
 
 

@@ -18,9 +18,6 @@ from pydantic import Field, field_validator, model_validator
 from synthmed.config import StrictConfig, load_config
 from synthmed.errors import InputError
 
-FORMATS = ("dicom", "nifti", "png")
-
-
 class Interval(StrictConfig):
     """Days between consecutive studies: uniform whole days in [min, max]."""
 
@@ -148,9 +145,18 @@ class AgeSpec(StrictConfig):
 class SamplingSpec(StrictConfig):
     """Sampler settings; unset means the model's own (the cohort records what ran)."""
 
-    sampler: Optional[Literal["dpm++", "ddim", "ddpm"]] = None
+    sampler: Optional[str] = None
     steps: Optional[int] = Field(default=None, ge=1)
     guidance_scale: Optional[float] = Field(default=None, ge=0.0)
+
+    @field_validator("sampler")
+    @classmethod
+    def _known(cls, v):
+        from synthmed.models.schedulers import SAMPLERS
+
+        if v is not None and v not in SAMPLERS:
+            raise ValueError(f"unknown sampler {v!r}; choose one of {', '.join(SAMPLERS)}")
+        return v
 
 
 class FollowupSpec(StrictConfig):
@@ -169,7 +175,7 @@ class CohortSpec(StrictConfig):
     age: Optional[AgeSpec] = None
     sex_ratio: Optional[float] = Field(default=None, ge=0.0, le=1.0)  # share of females
     match: Optional[Literal["training"]] = None
-    formats: list[Literal["dicom", "nifti", "png"]] = []
+    formats: list[str] = []          # names in synthmed.generate.writers.WRITERS
     seed: int = Field(default=0, ge=0)
     sampling: SamplingSpec = SamplingSpec()
     followup: FollowupSpec = FollowupSpec()
@@ -181,7 +187,12 @@ class CohortSpec(StrictConfig):
 
     @field_validator("formats")
     @classmethod
-    def _unique(cls, v):
+    def _known(cls, v):
+        from synthmed.generate.writers import WRITERS  # the registry, not a list kept here
+
+        unknown = [f for f in v if f not in WRITERS]
+        if unknown:
+            raise ValueError(f"unknown format {unknown[0]!r}; known: {', '.join(sorted(WRITERS))}")
         if len(set(v)) != len(v):
             raise ValueError("a format is listed twice")
         return v
@@ -210,4 +221,4 @@ def load_spec(path: str | Path | None, overrides: dict | None = None) -> CohortS
 
 
 __all__ = ["CohortSpec", "StudiesSpec", "LabelsSpec", "JointCell", "AgeSpec", "SamplingSpec",
-           "FollowupSpec", "Interval", "FORMATS", "load_spec"]
+           "FollowupSpec", "Interval", "load_spec"]
