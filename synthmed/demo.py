@@ -105,7 +105,8 @@ def _run_stages(out: Path, *, patients: int | None, seed: int, train: bool, quic
     done("evaluate", evaluate_generator(model, Dataset.open(out / "dataset"), out / "evaluate",
                                         n=QUICK["evaluate_n"] if quick else 32, seed=seed))
     profile = load_config(find_shipped_config("audit-public").path, AuditProfile, overrides={
-        "embedding": {"steps": QUICK["encoder_steps"]}, "n_bootstrap": QUICK["n_bootstrap"]}
+        "embedding": {"steps": QUICK["encoder_steps"]}, "n_bootstrap": QUICK["n_bootstrap"],
+        "identity": {"steps": QUICK["encoder_steps"]}}
         if quick else {"memorisation": {"aligned_max_images": FULL["aligned_max_images"]}})
     done("audit", run_audit(out / "dataset", out / "cohort", profile, out / "audit", seed=seed))
     return result

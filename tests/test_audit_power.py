@@ -99,7 +99,8 @@ def test_the_patients_an_inconclusive_audit_asks_for_settle_it(tmp_path):
     from synthmed.audit.profile import AuditProfile
     from synthmed.data.dataset import Dataset
 
-    prof = AuditProfile(n_bootstrap=300, embedding={"steps": 0}, memorisation={"aligned": False},
+    prof = AuditProfile(tier="controlled", n_bootstrap=300, embedding={"steps": 0},
+                        memorisation={"aligned": False},
                         attacks={"spaces": ["pixel"], "target_fpr": 0.05, "max_tpr": 0.2,
                                  "max_auc": 0.7, "rule_out_auc": 0.7})
 

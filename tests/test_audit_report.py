@@ -36,7 +36,9 @@ def audit_dir(tmp_path_factory):
     cohort = write_plain_cohort(tmp / "cohort", synth)
     prof = load_config(ROOT / "configs" / "audit-public.yaml", AuditProfile,
                        overrides={"embedding": {"steps": 0}, "attacks": {"spaces": ["pixel"]},
-                                  "memorisation": {"aligned_max_images": 16}})
+                                  "memorisation": {"aligned_max_images": 16},
+                                  # the identity section of the report: tests/test_audit_identity.py
+                                  "identity": {"enabled": False}})
     res = run_audit(ds, cohort, prof, tmp / "audit", seed=0)
     assert res.verdict.verdict == "fail"
     return tmp / "audit", d

@@ -33,9 +33,10 @@ PUBLIC = ROOT / "configs" / "audit-public.yaml"
 
 def public_profile(**over) -> AuditProfile:
     """The shipped public profile (same rules), with cheaper measurement knobs for CPU tests."""
-    # the aligned copy search (~0.1 s per registered image here) runs only in the tests about it
+    # the aligned copy search (~0.1 s per registered image here) runs only in the tests about it,
+    # and the identity attack (a re-identification network to train) in tests/test_audit_identity.py
     base = {"n_bootstrap": 1000, "embedding": {"steps": 40, "batch_size": 64},
-            "memorisation": {"aligned": False}}
+            "memorisation": {"aligned": False}, "identity": {"enabled": False}}
     base.update(over)
     return load_config(PUBLIC, AuditProfile, overrides=base)
 
@@ -238,6 +239,7 @@ def test_cli_prints_verdict_and_exit_codes(toy, capsys):
     cohort = write_plain_cohort(tmp / "copies", copies)
     prof = tmp / "p.yaml"
     prof.write_text(PUBLIC.read_text().replace("steps: 300", "steps: 0").replace("aligned: true", "aligned: false")
+                    .replace("  enabled: true", "  enabled: false")
                     .replace("min_holdout_patients: 20", "min_holdout_patients: 10")
                     .replace("spaces: [pixel, encoder]", "spaces: [pixel]"))
     args = ["audit", "--dataset", str(ds), "--synthetic", str(cohort), "--profile", str(prof),
@@ -283,6 +285,7 @@ def test_tiny_reference_split_is_topped_up_from_the_holdout_via_the_cli(tmp_path
     assert d.indices("reference").size == 3
     cohort = write_plain_cohort(tmp_path / "c", mixture_sampler(np.asarray(d.images[d.indices("holdout")]), 40))
     base = (PUBLIC.read_text().replace("steps: 300", "steps: 0").replace("spaces: [pixel, encoder]", "spaces: [pixel]")
+            .replace("  enabled: true", "  enabled: false")
             .replace("n_bootstrap: 2000", "n_bootstrap: 100").replace("aligned: true", "aligned: false"))
     cases = {"default": base,
              "dcr-mc": base.replace("attacks: [dcr, domias, mc_neighbourhood]", "attacks: [dcr, mc_neighbourhood]"),

@@ -20,9 +20,14 @@ def attack(auc=0.5, ci=(0.4, 0.6), tpr=0.01, tpr_ci=(0.0, 0.05), fpr_ci=(0.0, 0.
     return AttackMeasure("dcr", "pixel", auc, ci, tpr, tpr_ci, 0.0, fpr_ci, estimable, "not estimable: few")
 
 
-def sure(auc=0.5, ci=(0.44, 0.56)):
+def sure(auc=0.5, ci=(0.44, 0.56), name="dcr", space="pixel"):
     """A conclusive null attack: its range excludes 0.6 and the 1 % FPR is measured."""
-    return attack(auc, ci, tpr=0.01, tpr_ci=(0.002, 0.03), fpr_ci=(0.004, 0.018), estimable=True)
+    return AttackMeasure(name, space, auc, ci, 0.01, (0.002, 0.03), 0.01, (0.004, 0.018), True, "")
+
+
+def ident():
+    """The re-identification attack's conclusive null measure (the public tier requires it)."""
+    return sure(name="identity", space="reid")
 
 
 def mem(flagged=0, n=100, rate_ci=(0.0, 0.04), null_ci=(0.0, 0.05), hard=0):
@@ -37,9 +42,13 @@ def test_shipped_profiles_load_and_controlled_is_looser():
     assert PUBLIC.tier == "public" and CONTROLLED.tier == "controlled"
     assert CONTROLLED.attacks.max_auc > PUBLIC.attacks.max_auc
     assert CONTROLLED.attacks.max_tpr > PUBLIC.attacks.max_tpr
-    # 6 attack/space pairs -> 13 statistical rules share the 5 % (Bonferroni)
-    assert PUBLIC.n_statistical_rules() == 13
-    assert PUBLIC.decision_alpha() == pytest.approx(0.05 / 13)
+    # 6 attack/space pairs and the identity attack -> 15 statistical rules share the 5 % (Bonferroni)
+    assert PUBLIC.identity.enabled and CONTROLLED.identity.enabled
+    assert not PUBLIC.identity.fallback_can_pass
+    assert PUBLIC.n_statistical_rules() == 15
+    assert PUBLIC.decision_alpha() == pytest.approx(0.05 / 15)
+    # without it, as before the identity section existed
+    assert AuditProfile().n_statistical_rules() == 13 and not AuditProfile().identity.enabled
 
 
 def test_profile_errors_name_the_key(tmp_path):
@@ -56,7 +65,7 @@ def test_auc_rule_boundaries():
     unsure = rules(evaluate(PUBLIC, [attack(0.55, (0.45, 0.65))], mem()))["attack_auc:dcr/pixel"]
     assert unsure.outcome == "inconclusive" and not unsure.passed
     assert "too few patients to rule out an AUC of 0.60 (the range reaches 0.65)" in unsure.explanation
-    ok = rules(evaluate(PUBLIC, [sure(0.55, (0.51 - 0.02, 0.59))], mem()))["attack_auc:dcr/pixel"]
+    ok = rules(evaluate(PUBLIC, [sure(0.55, (0.51 - 0.02, 0.59)), ident()], mem()))["attack_auc:dcr/pixel"]
     assert ok.passed and ok.outcome == "pass" and "no such leak" in ok.explanation
     at_limit = rules(evaluate(PUBLIC, [attack(0.60, (0.45, 0.75))], mem()))["attack_auc:dcr/pixel"]
     assert not at_limit.passed and "reaches the limit" in at_limit.explanation
@@ -85,12 +94,15 @@ def test_a_verdict_is_pass_fail_or_inconclusive_with_patients_needed():
     # a failure wins over everything
     v = evaluate(PUBLIC, [attack(0.5, (0.36, 0.66)), sure(0.7, (0.62, 0.78))], mem(), size=size)
     assert v.verdict == "fail" and v.patients_needed is None
-    # conclusive: pass
-    assert evaluate(PUBLIC, [sure()], mem(), size=size).verdict == "pass"
+    # conclusive: pass (with the re-identification attack the public tier requires)
+    assert evaluate(PUBLIC, [sure(), ident()], mem(), size=size).verdict == "pass"
+    v = evaluate(PUBLIC, [sure()], mem(), size=size)
+    assert v.verdict == "inconclusive" and [r.rule for r in v.inconclusive_rules()] == ["attack_auc:identity"]
 
 
 def test_rule_out_auc_is_validated_and_used(tmp_path):
-    prof = AuditProfile(attacks={"max_auc": 0.7, "rule_out_auc": 0.6, "auc_evidence_above": 0.5})
+    prof = AuditProfile(tier="controlled",
+                        attacks={"max_auc": 0.7, "rule_out_auc": 0.6, "auc_evidence_above": 0.5})
     assert evaluate(prof, [sure(0.55, (0.50, 0.62))], mem()).verdict == "inconclusive"
     assert evaluate(prof, [sure(0.55, (0.50, 0.59))], mem()).verdict == "pass"
     f = tmp_path / "p.yaml"
@@ -119,7 +131,7 @@ def test_tpr_rule_uses_the_fpr_bound_when_not_estimable():
 def test_memorisation_and_copy_rules():
     v = evaluate(PUBLIC, [attack()], mem(flagged=30, rate_ci=(0.2, 0.4), null_ci=(0.0, 0.05)))
     assert v.verdict == "fail" and not rules(v)["memorisation_rate_not_above_null"].passed
-    v = evaluate(PUBLIC, [sure()], mem(flagged=3, rate_ci=(0.005, 0.09), null_ci=(0.0, 0.05)))
+    v = evaluate(PUBLIC, [sure(), ident()], mem(flagged=3, rate_ci=(0.005, 0.09), null_ci=(0.0, 0.05)))
     assert v.verdict == "pass" and "within chance" in rules(v)["memorisation_rate_not_above_null"].explanation
     v = evaluate(PUBLIC, [attack()], mem(hard=1))
     assert v.verdict == "fail" and [r.rule for r in v.failed_rules()] == ["no_hard_copies"]
@@ -137,24 +149,28 @@ def test_an_attack_that_cannot_run_is_an_inconclusive_not_evaluated_rule():
     assert attack_settings("dcr", 0, 60) == ({}, "")
     for tier in ("public", "controlled"):
         prof = AuditProfile(tier=tier)
-        v = evaluate(prof, [sure()], mem(), [("domias/pixel", "too few reference images")])
+        v = evaluate(prof, [sure(), ident()], mem(), [("domias/pixel", "too few reference images")])
         # a required attack without evidence: the audit cannot pass, nor did it show a leak
         assert v.verdict == "inconclusive" and v.failed_rules() == []
         (r,) = v.inconclusive_rules()
         assert r.rule == "attack_auc:domias/pixel" and r.measured == "not evaluated"
         assert "too few reference images" in r.explanation and r.details["evaluated"] is False
         assert r.rule in v.power["not_settled_by_size"]
-    assert evaluate(AuditProfile(), [sure()], mem()).verdict == "pass"
+    assert evaluate(AuditProfile(), [sure(), ident()], mem()).verdict == "pass"
 
 
-def test_the_public_tier_requires_the_tiers_attacks(monkeypatch):
-    """A tier's required attack (the re-identification attack for public) that the profile does
-    not run makes the verdict inconclusive, never pass; the controlled tier does not need it."""
-    import synthmed.audit.profile as profile_mod
-
-    monkeypatch.setitem(profile_mod.TIER_REQUIRES, "public", ("dcr", "domias"))
+def test_the_public_tier_requires_the_identity_attack():
+    """The re-identification attack not run (identity.enabled false, or no row for it) makes a
+    public verdict inconclusive, never pass; its fallback counts when it ran; the controlled tier
+    does not need it."""
     v = evaluate(PUBLIC, [sure()], mem())
     assert v.verdict == "inconclusive"
     (r,) = v.inconclusive_rules()
-    assert r.rule == "attack_auc:domias" and "requires" in r.explanation
+    assert r.rule == "attack_auc:identity" and "requires" in r.explanation
+    assert evaluate(PUBLIC, [sure(), sure(name="identity_fallback", space="encoder")], mem()).verdict == "pass"
     assert evaluate(CONTROLLED, [sure()], mem()).verdict == "pass"
+    # an identity network too weak to certify anything: inconclusive, not pass
+    weak = AttackMeasure("identity", "reid", 0.5, (0.44, 0.56), 0.01, (0.002, 0.03), 0.01,
+                         (0.004, 0.018), True, "", cannot_pass="the network cannot tell patients apart")
+    v = evaluate(PUBLIC, [sure(), weak], mem())
+    assert v.verdict == "inconclusive" and v.failed_rules() == []

@@ -47,6 +47,7 @@ def toy(tmp_path):
     profile["n_bootstrap"] = 200
     profile["embedding"]["steps"] = 10
     profile["memorisation"]["aligned"] = False
+    profile["identity"]["enabled"] = False  # no re-identification network to train
     (tmp_path / "profile.yaml").write_text(yaml.safe_dump(profile))
     return tmp_path, ds, images
 

@@ -68,6 +68,7 @@ def _ingest_args(src: Path, out: Path, key: Path, *extra) -> list:
 def _fast_profile(tmp: Path) -> Path:
     prof = tmp / "p.yaml"
     prof.write_text(PUBLIC.read_text().replace("steps: 300", "steps: 0").replace("aligned: true", "aligned: false")
+                    .replace("  enabled: true", "  enabled: false")  # identity attack: no network to train
                     .replace("min_holdout_patients: 20", "min_holdout_patients: 10")
                     .replace("spaces: [pixel, encoder]", "spaces: [pixel]"))
     return prof

@@ -25,8 +25,9 @@ TINY_NET = {"channels": [8, 16], "attention_levels": [False, True], "num_head_ch
             "norm_num_groups": 8, "context_dim": 8}
 # The toy has 30 holdout patients: a profile whose smallest leak to rule out (AUC 0.85) and
 # whose FPR target (20 %) fit that size, so its audit can be conclusive (the shipped public
-# profile needs ~620 holdout patients; see test_audit_power.py).
-TOY_PROFILE = {"name": "toy-public", "tier": "public", "n_bootstrap": 300,
+# profile needs ~620 holdout patients; see test_audit_power.py). The controlled tier: it does not
+# require the re-identification attack (whose network training would dominate these tests).
+TOY_PROFILE = {"name": "toy-controlled", "tier": "controlled", "n_bootstrap": 300,
                "embedding": {"steps": 0},
                "attacks": {"spaces": ["pixel"], "target_fpr": 0.2, "max_tpr": 0.5,
                            "max_auc": 0.85, "rule_out_auc": 0.85},
@@ -55,7 +56,7 @@ def _train(ds: Path, out: Path, seed: int = 0) -> Path:
 def _profile(tmp: Path) -> Path:
     import yaml
 
-    p = tmp / "toy-public.yaml"
+    p = tmp / "toy-controlled.yaml"
     p.write_text(yaml.safe_dump(TOY_PROFILE))
     return p
 
@@ -92,7 +93,7 @@ def _args(c, out: Path, **over) -> list[str]:
          "source": c["source"], "key": c["key"]}
     a.update(over)
     args = [str(a["cohort"]), "--audit", str(a["audit"]), "--dataset", str(a["dataset"]),
-            "--model", str(a["model"]), "--out", str(out), "--tier", "public",
+            "--model", str(a["model"]), "--out", str(out), "--tier", over.get("tier", "controlled"),
             "--source", str(a["source"]), "--key", str(a["key"])]
     return ["release"] + args + [str(x) for x in over.get("extra", [])]
 
@@ -186,6 +187,11 @@ def test_refuses_an_inconclusive_audit(chain, capsys):
     err = _refused(capsys, _args(chain, chain["tmp"] / "b-unsure", audit=audit))
     assert "the audit is INCONCLUSIVE" in err
     assert f"about {res.verdict.patients_needed} holdout patients needed, it had 30" in err
+
+
+def test_refuses_a_release_at_a_stricter_tier_than_the_audit(chain, capsys):
+    err = _refused(capsys, _args(chain, chain["tmp"] / "b-tier", tier="public"))
+    assert "the audit was made at the 'controlled' tier, looser than the 'public' release" in err
 
 
 def test_refuses_an_audit_of_another_cohort(chain, capsys):

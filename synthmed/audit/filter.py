@@ -62,10 +62,13 @@ def _removed_csv(rows: list[dict[str, Any]]) -> str:
 
 
 def filter_and_reaudit(result, inputs, cohort: Cohort, prof, *, seed: int, embedder,
-                       dataset_fingerprint: str):
+                       dataset_fingerprint: str, identity=None):
     """Write out/filtered/ (the filtered cohort, removed.csv, its re-audit) and return a NEW result:
     `result` with the re-audit attached and a "filter" section in its record. `result` itself is
-    left as it was (the audit of the unfiltered cohort)."""
+    left as it was (the audit of the unfiltered cohort). The re-audit uses the same encoder and
+    identity network (`identity`), so only the cohort differs. Only flagged copies are removed:
+    a synthetic image linked to a patient by the identity attack is not a copy and stays (the
+    re-audit's identity rule says whether that is acceptable)."""
     from synthmed.audit.runner import audit_inputs, write_outputs
 
     out = Path(result.out) / "filtered"
@@ -92,7 +95,8 @@ def filter_and_reaudit(result, inputs, cohort: Cohort, prof, *, seed: int, embed
     else:
         sub = replace(inputs, synthetic=images)
         again = audit_inputs(sub, prof, out, seed=seed, embedder=embedder,
-                             dataset_fingerprint=dataset_fingerprint, cohort_fingerprint=filtered_fp)
+                             dataset_fingerprint=dataset_fingerprint, cohort_fingerprint=filtered_fp,
+                             identity=identity)
         again = again.with_record(again.record.with_(filtered_from={
             "cohort_fingerprint": result.record.data.cohort_fingerprint, "n_removed": len(removed)}))
         write_outputs(again)

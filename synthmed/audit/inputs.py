@@ -35,6 +35,7 @@ class Inputs:
     holdout_patients: np.ndarray
     spatial_dims: int
     extra: dict[str, Any] = field(default_factory=dict)
+    reference_patients: np.ndarray | None = None  # for the identity network's verification pairs
 
 
 def shape_text(shape: tuple[int, ...]) -> str:
@@ -93,7 +94,8 @@ def load_inputs(dataset: Path, cohort: Path, profile: "AuditProfile", seed: int 
         spatial_dims=ds.spatial_dims,
         # all holdout patients, before any joined the reference: what "holdout patients needed"
         # counts (synthmed.audit.power.holdout_needed)
-        extra={"reference_source": reference_source, "n_holdout_patients": n_holdout})
+        extra={"reference_source": reference_source, "n_holdout_patients": n_holdout},
+        reference_patients=pid[ref_idx])
     return inputs, ds, co
 
 

@@ -27,8 +27,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_serializer, model_validator
 
+from synthmed.audit.reid import IdentitySettings
 from synthmed.config import StrictConfig, load_config
 
 Tier = Literal["public", "controlled"]
@@ -67,11 +68,13 @@ class AttackRules(StrictConfig):
     @field_validator("attacks")
     @classmethod
     def _known(cls, names: list[str]) -> list[str]:
-        from synthmed.audit.attacks import ATTACKS
+        from synthmed.audit.attacks import ATTACKS, IdentityAttack
 
         unknown = [n for n in names if n not in ATTACKS]
         if unknown:
-            raise ValueError(f"unknown attack {unknown[0]!r}; known: {', '.join(sorted(ATTACKS))}")
+            listable = sorted(n for n, c in ATTACKS.items() if not issubclass(c, IdentityAttack))
+            raise ValueError(f"unknown attack {unknown[0]!r}; known: {', '.join(listable)} (and the "
+                             f"identity attack, turned on by the identity section)")
         return names
 
     @model_validator(mode="after")
@@ -106,6 +109,18 @@ class MemorisationRules(StrictConfig):
                                 "to calibrate: registration costs ~40 ms per image on a CPU")
 
 
+class IdentityRules(IdentitySettings):
+    """Re-identification of patients (synthmed.audit.reid, attacks/identity.py): the network, and
+    how far its evidence goes. Off unless a profile turns it on (the shipped profiles do), so a
+    profile written before it keeps its meaning and its hash."""
+
+    enabled: bool = Field(False, description="run the identity attack (the shipped profiles turn it on)")
+    fallback_can_pass: bool = Field(
+        False, description="when no re-identification network can be trained (no patient with two "
+                           "images) the attack falls back to the augmentation-invariant encoder; "
+                           "may a pass found that way count? (false: it is reported as not evaluated)")
+
+
 class Sizes(StrictConfig):
     """The smallest splits an audit will run on (fewer gives intervals too wide to mean anything)."""
 
@@ -129,19 +144,49 @@ class AuditProfile(StrictConfig):
     attacks: AttackRules = AttackRules()
     memorisation: MemorisationRules = MemorisationRules()
     sizes: Sizes = Sizes()
+    identity: IdentityRules = IdentityRules()
     gallery_pairs: int = Field(8, ge=0, le=64)
 
     def required_attacks(self) -> tuple[str, ...]:
-        """Attacks this profile's tier requires whether or not the profile lists them: the public
-        tier needs the re-identification attack (once one is registered) besides the membership
-        and copy rules; without its row the verdict cannot be `pass`."""
+        """Attacks this profile's tier requires whether or not the profile runs them: the public
+        tier needs the re-identification attack (`identity.enabled`) besides the membership and
+        copy rules; without its row the verdict cannot be `pass`."""
         from synthmed.audit.attacks import ATTACKS
 
         return tuple(a for a in TIER_REQUIRES.get(self.tier, ()) if a in ATTACKS)
 
+    @staticmethod
+    def requirement_of(attack: str) -> str:
+        """The requirement an attack that ran satisfies (the identity attack's fallback, when a
+        profile lets it count, is still the identity attack)."""
+        from synthmed.audit.attacks import ATTACKS, IdentityAttack
+
+        cls = ATTACKS.get(attack)
+        return "identity" if cls is not None and issubclass(cls, IdentityAttack) else attack
+
+    @model_serializer(mode="wrap")
+    def _without_identity_when_off(self, handler):
+        # An audit without the identity attack records (and hashes) the profile exactly as
+        # before the section existed: its settings were not used, and the defaults say "off".
+        data = handler(self)
+        if isinstance(data, dict) and not self.identity.enabled:
+            data.pop("identity", None)
+        return data
+
+    @model_validator(mode="after")
+    def _identity_not_listed(self) -> "AuditProfile":
+        from synthmed.audit.attacks import IdentityAttack, get_attack
+
+        listed = [a for a in self.attacks.attacks if issubclass(get_attack(a), IdentityAttack)]
+        if listed:
+            raise ValueError(f"attacks.attacks: {listed[0]!r} is turned on by the identity section "
+                             f"(identity.enabled: true), not listed with the attacks")
+        return self
+
     def n_statistical_rules(self, n_attacks: int | None = None) -> int:
         """How many rules decide from an interval (the Bonferroni divisor)."""
-        n = n_attacks if n_attacks is not None else len(self.attacks.attacks) * len(self.attacks.spaces)
+        n = n_attacks if n_attacks is not None else (len(self.attacks.attacks) * len(self.attacks.spaces)
+                                                     + int(self.identity.enabled))
         # AUC and TPR per attack, plus the memorisation rate. The DCR share (synthetic images
         # nearer to train than to holdout) is reported but not a rule: images cluster within
         # patients, so its binomial interval is too narrow and it failed a generator that never
@@ -160,4 +205,5 @@ def load_profile(profile: "AuditProfile | str | Path | None") -> AuditProfile:
     return load_config(profile, AuditProfile)
 
 
-__all__ = ["AuditProfile", "EmbeddingSettings", "AttackRules", "MemorisationRules", "Sizes", "load_profile"]
+__all__ = ["AuditProfile", "EmbeddingSettings", "AttackRules", "IdentityRules", "MemorisationRules", "Sizes",
+           "load_profile"]

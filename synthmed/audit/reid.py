@@ -42,7 +42,7 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
 import numpy as np
 import torch
@@ -90,6 +90,10 @@ class IdentitySettings(StrictConfig):
                                         description="below this (interval's lower bound) the network "
                                                     "cannot tell patients apart: the rule is not "
                                                     "evaluated")
+    augment: Literal["copy", "encoder"] = Field(
+        "copy", description="copy: the disguises the copy search plants (left-right flip, rotation "
+                            "up to 10 deg, shift up to 6 %, crop to 85 %, gamma 0.8-1.25, noise); "
+                            "encoder: the contrastive encoder's stronger views (flips on every axis)")
     n_bootstrap: int = Field(200, ge=10, description="bootstrap resamples of the verification AUC")
     weights: str | None = Field(None, description="local folder with reid.json + reid.safetensors "
                                                   "instead of training")
@@ -124,6 +128,29 @@ class ReidCNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.out(self.pool(self.features(x)).flatten(1))
+
+
+def _augmentation(kind: str) -> tuple[AugmentConfig, bool]:
+    """(random-view strengths, whether to add a left-right flip with p = 1/2).
+
+    "copy" matches `augment.transform_copy`'s disguises (rotate 5-10 deg, shift 3-6 %, crop to
+    85-92 %, gamma 0.8 / 1.25, noise 0.02, left-right flip), a little wider: identity lives in
+    fine anatomy, which the encoder's stronger views (crops to 75 %, upside-down flips) blur.
+    Left-right only, because a mirrored image is a plausible disguise (and left and right knees
+    are mirror images of one person) while an upside-down radiograph is not."""
+    if kind == "encoder":
+        return AugmentConfig(), False
+    return AugmentConfig(flip_p=0.0, max_rotation_deg=10.0, max_shift=0.06, min_crop=0.85,
+                         gamma_range=(0.8, 1.25), max_noise_std=0.03), True
+
+
+def _views(x: torch.Tensor, spatial_dims: int, g: torch.Generator, cfg: AugmentConfig,
+           lr_flip: bool) -> torch.Tensor:
+    out = random_views(x, spatial_dims, g, cfg)
+    if lr_flip:
+        flip = torch.rand(x.shape[0], generator=g) < 0.5
+        out = torch.where(flip.view(-1, *([1] * (out.ndim - 1))), out.flip(-1), out)
+    return out
 
 
 def _work_shape(shape: tuple[int, ...], spatial_dims: int, work_size: int) -> tuple[int, ...]:
@@ -214,7 +241,7 @@ class ReidNetwork:
         else:  # OneCycleLR divides by zero below ~11 steps; a run this short is a smoke test
             sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
         bs = min(s.batch_size, len(groups))
-        augment = AugmentConfig()
+        augment, lr_flip = _augmentation(s.augment)
         net.train()
         losses: list[float] = []
         t0 = time.perf_counter()
@@ -227,8 +254,8 @@ class ReidNetwork:
                 a = (torch.rand(bs, generator=g) * n).long().clamp(max=n - 1)
                 b = (a + 1 + (torch.rand(bs, generator=g) * (n - 1)).long().clamp(max=n - 2)) % n
                 ia, ib = where[flat[start[pk] + a]], where[flat[start[pk] + b]]
-                v1 = random_views(data[ia], self.spatial_dims, g, augment)
-                v2 = random_views(data[ib], self.spatial_dims, g, augment)
+                v1 = _views(data[ia], self.spatial_dims, g, augment, lr_flip)
+                v2 = _views(data[ib], self.spatial_dims, g, augment, lr_flip)
                 z = net(torch.cat([v1, v2]))
                 loss = nt_xent(z[:bs], z[bs:], s.temperature)
                 opt.zero_grad(set_to_none=True)

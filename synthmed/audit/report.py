@@ -30,6 +30,8 @@ class ReportData:
     distance_space: str = "encoder"
     gallery: list[dict[str, Any]] = field(default_factory=list)
     filtered: dict[str, Any] | None = None
+    # the identity attack's linked pairs: a synthetic image beside the training patient's images
+    identity_gallery: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _png(fig) -> str:
@@ -235,6 +237,8 @@ def render(data: ReportData) -> str:
         outcome = r.get("outcome") or ("pass" if r["passed"] else "fail")
         cls, word = {"pass": ("ok", "pass"), "fail": ("bad", "FAIL"),
                      "inconclusive": ("unsure", "inconclusive")}[outcome]
+        if (r.get("details") or {}).get("evaluated") is False:
+            word = "not evaluated"  # not a pass either: it makes the verdict inconclusive
         parts.append(f"<tr><td>{esc(r['rule'])}</td><td>{_fmt(r['measured'])}</td><td>{_fmt(r['threshold'])}</td>"
                      f"<td class='{cls}'>{word}</td><td>{esc(r['explanation'])}</td></tr>")
     parts.append("</table>")
@@ -265,6 +269,9 @@ def render(data: ReportData) -> str:
     if data.distances:
         parts.append("<h2>Nearest distances</h2>"
                      f"<img alt='distance histograms' src='data:image/png;base64,{distance_figure(data.distances, data.distance_space)}'>")
+
+    if "identity" in a:
+        parts.append(_identity_html(a["identity"], data.identity_gallery))
 
     m = a["memorisation"]
     parts.append(f"<h2>Closest synthetic / training pairs</h2><p>{m['n_flagged']} of {m['n_synthetic']} "
@@ -308,6 +315,57 @@ def render(data: ReportData) -> str:
         parts.append(f"<tr><th>{esc(k)}</th><td><code>{esc(str(v))}</code></td></tr>")
     parts.append("</table></body></html>\n")
     return "\n".join(parts)
+
+
+_IDENTITY_METHODS = """
+<p><b>Patient re-identification.</b> A generator trained on several images per patient can draw a
+new image of a training patient: not a copy, yet that person. A re-identification network, trained
+on pairs of images of one patient (never on the holdout), maps images of one person close together.
+Every real image is matched with its most similar synthetic image; a patient's score is their best
+match. If synthetic images match training patients more closely than holdout patients, the cohort
+shows who was trained on. The network's own skill (its <i>verification AUC</i>: how often two images
+of one person look more alike to it than images of two people, on patients it never trained on)
+decides whether a clean result means anything: a network that cannot tell people apart finds
+nobody, so its pass is reported as <i>not evaluated</i>.</p>
+"""
+
+
+def _identity_html(ident: dict[str, Any], gallery: list[dict[str, Any]]) -> str:
+    esc = html.escape
+    out = ["<h2>Patient re-identification</h2>"]
+    v = ident.get("verification") or {}
+    if v.get("estimable") and v.get("auc") is not None:
+        ver = (f"verification AUC {v['auc']:.3f} (range {v['ci'][0]:.3f}–{v['ci'][1]:.3f}) on "
+               f"{v.get('n_patients', 0)} patients with repeat images ({esc(v.get('measured_on', ''))})")
+    else:
+        ver = f"verification AUC not measurable: {esc(v.get('note') or 'no patient with two images to test it on')}"
+    out.append(f"<p>Identity network: {esc(ident.get('source', 'none'))}; {ver}.</p>")
+    if ident.get("fallback"):
+        out.append("<p class='note'><b>Fallback:</b> no re-identification network could be trained on this "
+                   "dataset (no patient has two images), so the identity attack used the "
+                   "augmentation-invariant encoder, which was never shown to recognise people.</p>")
+    if not ident.get("evaluated", True):
+        out.append(f"<p class='note'><b>Not evaluated:</b> {esc(ident.get('not_evaluated_reason', ''))}. "
+                   "This is not a pass.</p>")
+    if gallery:
+        out.append("<p class='note'><b>Internal:</b> the pairs below show real training patients' images. "
+                   "Keep this page where the training data is kept.</p>")
+        out.append(f"<p>The {len(gallery)} training patients most strongly linked to a synthetic image "
+                   "(by synthetic index and training-split positions; no patient identifiers):</p>")
+        out.append("<div class='gallery'>")
+        for g in gallery:
+            imgs = "".join(f"<img alt='training {i}' src='data:image/png;base64,{_image_png(t)}'>"
+                           for i, t in zip(g["train_positions"], g["train"]))
+            share = g.get("holdout_share_as_strong")
+            ctx = ("" if share is None or share != share else
+                   f"<div>{100 * share:.1f} % of holdout patients link as strongly</div>")
+            out.append(f"<div class='pair'><div>#{g['rank']}: similarity {g['similarity']:.3f}</div>"
+                       f"<img alt='synthetic {g['synthetic_index']}' src='data:image/png;base64,{_image_png(g['synthetic'])}'>"
+                       f" | {imgs}<div>synthetic {g['synthetic_index']} | training "
+                       f"{', '.join(map(str, g['train_positions']))}</div>{ctx}</div>")
+        out.append("</div>")
+    out.append(_IDENTITY_METHODS)
+    return "\n".join(out)
 
 
 def write_report(path: str | Path, data: ReportData) -> Path:

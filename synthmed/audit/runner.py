@@ -25,8 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from synthmed.audit.attacks import (AttackCannotRun, AttackContext, AttackRun, attack_scores, attack_settings,
-                                    get_attack, measure_attack)
+from synthmed.audit.attacks import (AttackCannotRun, AttackContext, AttackRun, IdentityAttack, IdentitySpace,
+                                    attack_scores, attack_settings, get_attack, identity_attack_for,
+                                    measure_attack)
 from synthmed.audit.inputs import Inputs, load_inputs, shape_text
 from synthmed.audit.memorisation import (MemorisationCheck, aligned_memorisation, check_memorisation,
                                          combined_memorisation, measure_memorisation)
@@ -106,6 +107,8 @@ def plan_attacks(prof: AuditProfile, ctx: AttackContext):
     classes = [get_attack(name) for name in prof.attacks.attacks]
     candidates = [cls(space) for space in ctx.spaces for cls in classes if cls.fixed_space is None]
     candidates += [cls() for cls in classes if cls.fixed_space is not None]
+    if prof.identity.enabled:
+        candidates.append(identity_attack_for(ctx.identity_network)())
     for attack in candidates:
         why = attack.unavailable(ctx)
         if why is None:
@@ -118,12 +121,16 @@ def plan_attacks(prof: AuditProfile, ctx: AttackContext):
 # ----------------------------------------------------------------------------------- driver
 def run_audit(dataset: Path, cohort: Path, profile: "AuditProfile | Path | str | None", out: Path, *,
               seed: int = 0, filter: bool = False, encoder: Path | None = None,
-              overwrite: bool = False, allow_other_dataset: bool = False) -> AuditResult:
+              identity_network: Path | None = None, overwrite: bool = False,
+              allow_other_dataset: bool = False) -> AuditResult:
     """Audit `cohort` against `dataset`; write out/audit.json and out/report.html.
 
     A failed audit is a result, not an error: the verdict is in the returned `AuditResult`.
     Raises InputError for inputs that cannot be audited (missing splits, too few patients,
     mismatched shapes).
+
+    identity_network: local weights of the re-identification network (`synthmed identity train`)
+    for the identity attack, instead of training one on the train split (profile identity.weights).
     """
     from synthmed.data.dataset import check_trained_on
     from synthmed.io import folders
@@ -137,9 +144,15 @@ def run_audit(dataset: Path, cohort: Path, profile: "AuditProfile | Path | str |
     other = check_trained_on(ds, str(co.info.get("dataset_fingerprint", "")),
                              f"the model of the cohort {co.root}", allow_other_dataset)
     embedder = fit_encoder(inputs, prof, seed, Path(encoder) if encoder else None)
+    identity = None
+    if prof.identity.enabled:
+        from synthmed.audit.attacks.identity import prepare_identity
+
+        identity = prepare_identity(inputs, prof, seed, Path(identity_network) if identity_network else None,
+                                    encoder=embedder, make_encoder=lambda: _fallback_encoder(inputs, prof, seed))
     result = audit_inputs(inputs, prof, out, seed=seed, embedder=embedder,
                           dataset_fingerprint=ds.fingerprint(), cohort_fingerprint=co.fingerprint(),
-                          encoder_given=encoder is not None)
+                          encoder_given=encoder is not None, identity=identity)
     model_sha = str(co.info.get("model_sha256", "") or "")
     if model_sha:
         # which model made the audited cohort: `synthmed release` checks it against the run
@@ -157,14 +170,29 @@ def run_audit(dataset: Path, cohort: Path, profile: "AuditProfile | Path | str |
             from synthmed.audit.filter import filter_and_reaudit
 
             result = filter_and_reaudit(result, inputs, co, prof, seed=seed, embedder=embedder,
-                                        dataset_fingerprint=ds.fingerprint())
-        write_outputs(result, embedder if encoder is None else None)
+                                        dataset_fingerprint=ds.fingerprint(), identity=identity)
+        trained_here = identity is not None and not identity.fallback and identity_network is None \
+            and prof.identity.weights is None and identity.embedder is not None
+        write_outputs(result, embedder if encoder is None else None,
+                      identity.embedder if trained_here else None)
     filtered = None if result.filtered is None else replace(result.filtered, out=out / "filtered")
     return replace(result, out=out, filtered=filtered)
 
 
-def write_outputs(result: AuditResult, encoder_to_save=None) -> None:
-    """audit.json, report.html (and the trained encoder) into result.out."""
+def _fallback_encoder(inputs: Inputs, prof: AuditProfile, seed: int):
+    """The augmentation-invariant encoder for the identity fallback when the audit has none."""
+    from synthmed.audit import embeddings as emb
+
+    if prof.embedding.steps == 0:
+        return None
+    e = emb.ContrastiveEncoder(inputs.spatial_dims, tuple(inputs.train.shape[1:]),
+                               dim=prof.embedding.dim, seed=seed)
+    return e.fit(inputs.train, steps=prof.embedding.steps, batch_size=prof.embedding.batch_size)
+
+
+def write_outputs(result: AuditResult, encoder_to_save=None, identity_to_save=None) -> None:
+    """audit.json, report.html (and the trained encoder / identity network) into result.out; the
+    identity network goes to out/identity-network/, reusable with --identity-network."""
     from synthmed.audit.report import write_report
 
     out = result.out
@@ -173,14 +201,17 @@ def write_outputs(result: AuditResult, encoder_to_save=None) -> None:
     write_json(out / "audit.json", result.audit, nan_as_null=True)
     if encoder_to_save is not None and hasattr(encoder_to_save, "save"):
         encoder_to_save.save(out / "encoder")
+    if identity_to_save is not None:
+        identity_to_save.save(out / "identity-network")
     if result.report is not None:
         write_report(out / "report.html", result.report)
 
 
 def audit_inputs(inputs: Inputs, prof: AuditProfile, out: Path, *, seed: int, embedder,
-                 dataset_fingerprint: str, cohort_fingerprint: str, encoder_given: bool = False) -> AuditResult:
+                 dataset_fingerprint: str, cohort_fingerprint: str, encoder_given: bool = False,
+                 identity: IdentitySpace | None = None) -> AuditResult:
     """The audit proper on loaded images (shared by run_audit and the filtered re-audit); writes
-    nothing (see `write_outputs`)."""
+    nothing (see `write_outputs`). identity: the identity attack's space (when the profile has it)."""
     from synthmed.audit import neighbours
     from synthmed.audit.report import ReportData
     from synthmed.progress import make_progress
@@ -195,13 +226,14 @@ def audit_inputs(inputs: Inputs, prof: AuditProfile, out: Path, *, seed: int, em
     skipped: list[dict[str, str]] = []
     if "encoder" in prof.attacks.spaces and "encoder" not in spaces:
         skipped.append({"space": "encoder", "reason": "embedding.steps is 0 and no --encoder was given"})
-    ctx = AttackContext(inputs=inputs, profile=prof, seed=seed, spaces=spaces)
+    ctx = AttackContext(inputs=inputs, profile=prof, seed=seed, spaces=spaces, identity_network=identity)
     jobs, not_evaluated = plan_attacks(prof, ctx)
     alpha = prof.decision_alpha(len(jobs))
     cand_patients = ctx.candidate_patients
     members = ctx.member_patients
 
     runs: list[AttackRun] = []
+    identity_found = None  # (links, patient measure inputs) of the identity attack, for the report
     with make_progress() as progress:
         task = progress.add_task("membership attacks", total=len(jobs) + 2)
         for j, attack in enumerate(jobs):
@@ -218,9 +250,14 @@ def audit_inputs(inputs: Inputs, prof: AuditProfile, out: Path, *, seed: int, em
             finally:
                 progress.advance(task)
             run = measure_attack(attack.name, attack.space, scored.scores, cand_patients, members, prof,
-                                 alpha, seed + 1000 * j)
+                                 alpha, seed + 1000 * j, aggregate=attack.aggregate)
             if scored.note:
                 run.record["note"] = scored.note
+            if scored.cannot_pass:
+                run = replace(run, measure=replace(run.measure, cannot_pass=scored.cannot_pass))
+                run.record["not_evaluated_reason"] = scored.cannot_pass
+            if isinstance(attack, IdentityAttack):
+                identity_found = scored.extra.get("links")
             runs.append(run)
 
         def aligned_stage() -> None:
@@ -263,11 +300,52 @@ def audit_inputs(inputs: Inputs, prof: AuditProfile, out: Path, *, seed: int, em
             steps=prof.embedding.steps, dim=prof.embedding.dim),
         provenance=provenance(prof, seed=seed, schema=AUDIT_SCHEMA),
         sections={"power": verdict.power})
+    identity_gallery: list[dict[str, Any]] = []
+    if prof.identity.enabled:
+        section, identity_gallery = _identity_section(inputs, identity, identity_found, prof.gallery_pairs)
+        record = record.with_(sections={**record.sections, "identity": section})
     report = ReportData(
         audit=record.to_json_dict(), curves={r.measure.name: (r.fpr, r.tpr) for r in runs},
         distances={"synthetic → train": d_st, "holdout → train": d_ht, "synthetic → holdout": d_sh},
-        distance_space=dist_space, gallery=_gallery(inputs, mem, prof.gallery_pairs))
+        distance_space=dist_space, gallery=_gallery(inputs, mem, prof.gallery_pairs),
+        identity_gallery=identity_gallery)
     return AuditResult(out=out, verdict=verdict, record=record, report=report)
+
+
+def _identity_section(inputs: Inputs, space: IdentitySpace | None, found, n: int):
+    """audit.json's "identity" section and the report's linked pairs: the n training patients
+    most strongly linked to a synthetic image, shown by synthetic index and train-split positions
+    (the images go to the report only; no patient id goes anywhere)."""
+    section: dict[str, Any] = {"enabled": True}
+    if space is None:
+        return section, []
+    section.update(space.record())
+    section["attack"] = identity_attack_for(space).name
+    if found is None:
+        return section, []
+    members = set(map(str, inputs.train_patients.tolist()))
+    is_member = np.array([p in members for p in found.patients.tolist()])
+    hold_scores = np.sort(found.score[~is_member])
+    m_idx = np.flatnonzero(is_member)
+    order = m_idx[np.lexsort((m_idx, -found.score[m_idx]))][:n]
+    n_train = len(inputs.train)
+    train_ids = np.asarray(inputs.train_patients).astype(str)
+    links, gallery = [], []
+    for rank, k in enumerate(order, start=1):
+        pos = int(found.real_index[k])  # candidates are train images first: a member's are all < n_train
+        s_idx = int(found.synthetic_index[k])
+        score = float(found.score[k])
+        above = float(np.mean(hold_scores >= score)) if hold_scores.size else float("nan")
+        links.append({"rank": rank, "synthetic_index": s_idx, "train_position": pos, "similarity": score,
+                      "holdout_share_as_strong": above})
+        own = np.flatnonzero(train_ids == str(found.patients[k]))[:4]
+        gallery.append({"rank": rank, "synthetic_index": s_idx, "similarity": score,
+                        "holdout_share_as_strong": above, "train_positions": [int(i) for i in own],
+                        "synthetic": inputs.synthetic[s_idx], "train": [inputs.train[i] for i in own]})
+        assert pos < n_train
+    section["links"] = links
+    section["strongest_holdout_link"] = float(hold_scores[-1]) if hold_scores.size else None
+    return section, gallery
 
 
 def _gallery(inputs: Inputs, mem: MemorisationCheck, n: int) -> list[dict[str, Any]]:

@@ -48,6 +48,9 @@ class AttackMeasure:
     fpr_ci: tuple[float, float]
     estimable: bool
     note: str = ""
+    # why a passing result cannot count (the attack's evidence is too weak to certify anything);
+    # its rules then become one "not evaluated" row, which is not a pass
+    cannot_pass: str = ""
 
     @property
     def name(self) -> str:
@@ -273,6 +276,18 @@ def required_rule(profile: AuditProfile, attack: str) -> Rule:
                 outcome="inconclusive")
 
 
+def unproven_rule(a: AttackMeasure, rules: list[Rule]) -> Rule:
+    """An attack that found nothing, run with a tool too weak to certify that (an identity network
+    that cannot tell patients apart): not evaluated, inconclusive like a missing attack (never a
+    pass)."""
+    text = (f"The attack by {_words(a.attack)} ({a.space} space) found no sign of leakage (AUC "
+            f"{a.auc:.2f}, likely range {a.auc_ci[0]:.2f} to {a.auc_ci[1]:.2f}), but that cannot count "
+            f"as a pass: {a.cannot_pass}.")
+    return Rule(f"attack_auc:{a.name}", "not evaluated", "evaluated", False, text,
+                {"evaluated": False, "reason": a.cannot_pass, "auc": a.auc, "auc_ci": list(a.auc_ci),
+                 "would_pass": [r.rule for r in rules if r.passed]}, outcome="inconclusive")
+
+
 def evaluate(profile: AuditProfile, attacks: list[AttackMeasure],
              memorisation: MemorisationMeasure, not_evaluated: list[tuple[str, str]] = (),
              size: AuditSize | None = None, alpha: float | None = None) -> Verdict:
@@ -280,18 +295,23 @@ def evaluate(profile: AuditProfile, attacks: list[AttackMeasure],
     rule is, else `pass`.
 
     not_evaluated: (attack/space, why) for required attacks that could not run; each is an
-    inconclusive rule (see `not_evaluated_rule`). size: the audit's holdout (for the number of
-    patients an inconclusive verdict needs; without it that number is not given). alpha: the
-    per-interval level the intervals were computed at (default: the profile's for these attacks).
+    inconclusive rule (see `not_evaluated_rule`). An attack whose measure says it `cannot_pass`
+    keeps its failing rules, and otherwise becomes one not-evaluated row (`unproven_rule`,
+    inconclusive). size: the audit's holdout (for the number of patients an inconclusive verdict
+    needs; without it that number is not given). alpha: the per-interval level the intervals were
+    computed at (default: the profile's for these attacks).
     """
     alpha = alpha if alpha is not None else profile.decision_alpha(max(1, len(attacks)))
     n_eval = size.n_evaluated if size is not None else None
     rules = [hard_copy_rule(profile, memorisation), memorisation_rule(profile, memorisation)]
     for a in attacks:
-        rules.append(auc_rule(profile, a, n_eval))
-        rules.append(tpr_rule(profile, a, alpha))
+        pair = [auc_rule(profile, a, n_eval), tpr_rule(profile, a, alpha)]
+        if a.cannot_pass and not any(r.outcome == "fail" for r in pair):
+            pair = [unproven_rule(a, pair)]
+        rules += pair
     rules += [not_evaluated_rule(name, why) for name, why in not_evaluated]
     ran = {m.attack for m in attacks} | {name.split("/", 1)[0] for name, _ in not_evaluated}
+    ran |= {profile.requirement_of(name) for name in ran}
     rules += [required_rule(profile, name) for name in profile.required_attacks() if name not in ran]
     if any(r.outcome == "fail" for r in rules):
         verdict = "fail"
@@ -320,4 +340,5 @@ def evaluate(profile: AuditProfile, attacks: list[AttackMeasure],
     return Verdict(verdict, profile.tier, rules, patients, power)
 
 
-__all__ = ["AttackMeasure", "AuditSize", "MemorisationMeasure", "OUTCOMES", "Rule", "Verdict", "evaluate"]
+__all__ = ["AttackMeasure", "AuditSize", "MemorisationMeasure", "OUTCOMES", "Rule", "Verdict", "evaluate",
+           "unproven_rule"]

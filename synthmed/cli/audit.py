@@ -28,6 +28,7 @@ def audit_command(
     seed: int = typer.Option(0, "--seed", help="seed for the encoder and the bootstrap"),
     filter_: bool = typer.Option(False, "--filter", help="also write a copy of the cohort without flagged images and re-audit it"),
     encoder: Optional[Path] = typer.Option(None, "--encoder", help="local encoder weights (embedder.json + .safetensors) instead of training one"),
+    identity_network: Optional[Path] = typer.Option(None, "--identity-network", help="local re-identification network (reid.json + reid.safetensors, from `synthmed identity train`) for the identity attack, instead of training one on the train split"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace the audit already in --out"),
     allow_other_dataset: bool = typer.Option(False, "--allow-other-dataset", help="audit a cohort whose model was trained on another dataset (recorded in audit.json)"),
     fail_on_fail: bool = typer.Option(False, "--fail-on-fail", help="exit with code 3 when the verdict is not 'pass' (fail or inconclusive)"),
@@ -41,7 +42,7 @@ def audit_command(
     prepare_output(check_out_folder(out), "audit", overwrite)
     check_seed(seed)
     result = run_audit(dataset, synthetic, resolve_config_path(profile, "audit"), out, seed=seed,
-                       filter=filter_, encoder=encoder, overwrite=overwrite,
+                       filter=filter_, encoder=encoder, identity_network=identity_network, overwrite=overwrite,
                        allow_other_dataset=allow_other_dataset)
     console = Console()
     print_result(console, result)

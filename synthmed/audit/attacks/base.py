@@ -77,6 +77,9 @@ class AttackScores:
     scores: np.ndarray
     note: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    # why a PASSING result of this attack cannot count (e.g. an identity network that cannot tell
+    # patients apart): its rules are then reported as not evaluated; a failing result still fails
+    cannot_pass: str = ""
 
 
 class Attack:
@@ -88,6 +91,8 @@ class Attack:
     needs: ClassVar[frozenset[str]] = frozenset({"synthetic"})
     # None: run in every space the profile lists; a name: the attack's own space, run once
     fixed_space: ClassVar[str | None] = None
+    # how a patient's image scores combine (None: the profile's attacks.aggregate)
+    aggregate: ClassVar[str | None] = None
 
     def __init__(self, space: str | None = None):
         self.space = space if self.fixed_space is None else self.fixed_space
