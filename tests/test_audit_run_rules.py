@@ -81,12 +81,12 @@ def test_a_verdict_is_pass_fail_or_inconclusive_with_patients_needed():
 
     # nothing shows a leak, but the range reaches the leak: inconclusive, with a size
     size = AuditSize(n_holdout=60, n_evaluated=30)
-    v = evaluate(PUBLIC, [sure(0.50, (0.36, 0.66))], mem(), size=size)
+    v = evaluate(PUBLIC, [sure(0.50, (0.36, 0.66)), ident()], mem(), size=size)
     assert v.verdict == "inconclusive" and not v.passed and v.failed_rules() == []
     # h = 0.16, 0.10 to go: 30 evaluated * 2.56 -> 77 evaluated, 154 holdout (half calibrate)
     assert v.patients_needed == 154 and v.power["evaluated_nonmembers_needed"] == 77
     # the TPR at 1 % FPR not estimable: inconclusive too, and its need dominates
-    v = evaluate(PUBLIC, [attack(0.5, (0.45, 0.55))], mem(), size=size, alpha=0.05 / 13)
+    v = evaluate(PUBLIC, [attack(0.5, (0.45, 0.55)), ident()], mem(), size=size, alpha=0.05 / 13)
     assert v.verdict == "inconclusive"
     (r,) = v.inconclusive_rules()
     assert r.rule == "attack_tpr_at_fpr:dcr/pixel" and r.nonmembers_needed == 623  # log(alpha/2) / log(0.99)
