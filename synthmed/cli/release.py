@@ -23,7 +23,7 @@ def release_command(
     model: Path = typer.Option(..., "--model", help="the training run that generated the cohort (its model card goes into the bundle)"),
     out: Path = typer.Option(..., "--out", help="folder for the release bundle"),
     tier: str = typer.Option("public", "--tier", help="release tier: public or controlled (the audit must have passed at it)"),
-    formats: Optional[List[str]] = typer.Option(None, "--formats", help="image formats to include (dicom, nifti, png, npy; repeat or comma-separate; default: all the cohort has)"),
+    formats: Optional[List[str]] = typer.Option(None, "--formats", help="image formats to include (dicom, nifti, png, npy; repeat or comma-separate; default: the dicom / nifti / png the cohort has, else npy)"),
     source: Optional[List[Path]] = typer.Option(None, "--source", help="a folder the dataset was ingested from (repeat): the bundle is scanned for its identifiers"),
     key: Optional[Path] = typer.Option(None, "--key", help="the de-identification key (default: where the dataset's ingest report says it is)"),
     override: Optional[str] = typer.Option(None, "--override", help="release despite audit-related refusals, giving the reason (written into the bundle)"),
