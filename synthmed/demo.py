@@ -23,9 +23,19 @@ class DemoResult:
 
 
 # `quick`: every stage still runs, with the smallest settings that exercise it (a smoke test of an
-# install, under a minute on 2 CPU cores). Its model draws noise and its audit has thin evidence.
+# install, under a minute on 2 CPU cores). Its model draws noise and its audit is inconclusive:
+# 80 patients are far too few to rule a leak out, and the audit says so.
 QUICK = {"patients": 80, "phantom_px": 64, "studies": (1, 2), "train_steps": 10, "batch_size": 8,
          "encoder_steps": 10, "n_bootstrap": 200, "evaluate_n": 8}
+# The full demo is sized so that its audit CAN be conclusive under the public profile
+# (synthmed.audit.power): a TPR at 1 % false alarms is measurable only with ~625 scored holdout
+# patients (log(alpha/2) / log(0.99) at the Bonferroni alpha of 13-14 rules), and with ~700 on
+# each side an AUC range is about +-0.045 wide, well inside the 0.6 to rule out. ingest-demo.yaml
+# puts 45 % of patients in the holdout and 10 % in the reference split: 1,560 virtual patients give
+# ~700 holdout and ~700 training patients. Phantoms are drawn at 64 px (ingest resizes to 32 px
+# anyway), so the extra patients cost little; the aligned copy search registers at most 300
+# images a side (a measurement knob: audit.json records it).
+FULL = {"patients": 1560, "phantom_px": 64, "studies": (1, 3), "aligned_max_images": 300}
 
 
 def run_demo(out: str | Path, *, patients: int | None = None, seed: int = 0, train: bool = True,
@@ -33,7 +43,8 @@ def run_demo(out: str | Path, *, patients: int | None = None, seed: int = 0, tra
              overwrite: bool = False) -> DemoResult:
     """Run every stage into `out/`; `on_stage(name, result)` is called after each one.
 
-    `patients` defaults to 120 (80 when `quick`: the public profile needs 20 holdout patients).
+    `patients` defaults to 1,560 (enough for a conclusive audit, see FULL) or 80 when `quick`
+    (the public profile needs 20 holdout patients to run at all).
     The demo folder is built in a staging folder beside `out` and moved into place when every
     stage is done (synthmed/io/folders.py); `overwrite` replaces a previous demo, and only one
     exactly as synthmed wrote it.
@@ -59,14 +70,15 @@ def _run_stages(out: Path, *, patients: int | None, seed: int, train: bool, quic
     out = Path(out)
     result = DemoResult(out=out)
     if patients is None:
-        patients = QUICK["patients"] if quick else 120
+        patients = QUICK["patients"] if quick else FULL["patients"]
 
     def done(name: str, value: Any) -> None:
         result.stages[name] = value
         if on_stage is not None:
             on_stage(name, value)
 
-    small = {"size": QUICK["phantom_px"], "studies_per_patient": QUICK["studies"]} if quick else {}
+    sizes = QUICK if quick else FULL
+    small = {"size": sizes["phantom_px"], "studies_per_patient": sizes["studies"]}
     done("phantoms", make_phantoms(out / "phantoms", patients=patients, seed=seed, kind="cxr", **small))
     key = out / "demo-deid.key"
     ingest_cfg = load_config(find_shipped_config("ingest-demo").path, IngestConfig)
@@ -95,7 +107,7 @@ def _run_stages(out: Path, *, patients: int | None, seed: int, train: bool, quic
     profile = load_config(find_shipped_config("audit-public").path, AuditProfile, overrides={
         "embedding": {"steps": QUICK["encoder_steps"]}, "n_bootstrap": QUICK["n_bootstrap"],
         "identity": {"steps": QUICK["encoder_steps"]}}
-        if quick else None)
+        if quick else {"memorisation": {"aligned_max_images": FULL["aligned_max_images"]}})
     done("audit", run_audit(out / "dataset", out / "cohort", profile, out / "audit", seed=seed))
     return result
 

@@ -93,7 +93,7 @@ def test_a_new_attack_plugs_in_with_one_class_and_goes_through_the_same_statisti
         rules = {r.rule: r for r in res.verdict.rules}
         assert not rules["attack_auc:test_oracle/oracle"].passed
         assert "reading the list of training patients" in rules["attack_auc:test_oracle/oracle"].explanation
-        assert rules["attack_auc:test_coin/coin"].passed
+        assert rules["attack_auc:test_coin/coin"].outcome != "fail"  # a coin shows no leak
         # three attacks: 2 x 3 + 1 intervals share the error budget
         assert res.audit["thresholds"]["statistical_rules"] == 7
         assert res.verdict.verdict == "fail"

@@ -2,7 +2,9 @@
 
 The generators are built to have a known answer: copies of training images and a memorising
 kernel-density sampler must FAIL; the holdout images themselves and a sampler built only from the
-reference split (never the members) must PASS.
+reference split (never the members) must not fail. With the NIH sample's 66 holdout patients
+they cannot PASS either (a 1 % false-alarm rate needs ~620 holdout patients to be measured):
+their verdict is INCONCLUSIVE, with the number of patients that would settle it.
 
 The trained part is the module's encoder (20 steps). Spread: all 13 tests pass with encoder
 seeds 0-4 (seeds 1-4 through a pytest plugin that overrides ContrastiveEncoder's seed, 2-core
@@ -70,6 +72,13 @@ def _rule(result, prefix: str):
     return [r for r in result.verdict.rules if r.rule.startswith(prefix)]
 
 
+def _no_leak_but_too_small(result) -> None:
+    """A null generator on NIH: no rule fails, the verdict is inconclusive with a size."""
+    v = result.verdict
+    assert v.verdict == "inconclusive", [r.explanation for r in v.failed_rules()]
+    assert v.failed_rules() == [] and v.patients_needed is not None and v.patients_needed > 66
+
+
 def test_copies_of_training_images_fail_and_every_copy_is_flagged(nih):
     train = _split_images(nih["ds"], "train")
     copies = train[:: max(1, train.shape[0] // 120)][:120]
@@ -86,10 +95,10 @@ def test_copies_of_training_images_fail_and_every_copy_is_flagged(nih):
     assert (res.out / "report.html").stat().st_size > 10_000
 
 
-def test_holdout_images_as_synthetic_pass(nih):
+def test_holdout_images_as_synthetic_do_not_fail(nih):
     res = _audit(nih, "holdout", _split_images(nih["ds"], "holdout"),
                  profile=public_profile(memorisation={"aligned": True, "aligned_max_images": 32}))
-    assert res.verdict.verdict == "pass", [r.explanation for r in res.verdict.failed_rules()]
+    _no_leak_but_too_small(res)
     assert res.audit["memorisation"]["n_hard_copies"] == 0
     # the aligned copy search ran (capped) and is part of the memorisation rules
     assert res.audit["memorisation"]["space"] == "pixel+aligned"
@@ -112,10 +121,10 @@ def test_memorising_generator_fails_with_high_auc(nih):
     assert not all(r.passed for r in _rule(res, "attack_auc"))
 
 
-def test_generator_that_never_saw_members_passes_and_auc_intervals_cover_chance(nih):
+def test_generator_that_never_saw_members_does_not_fail_and_auc_intervals_cover_chance(nih):
     ref = _split_images(nih["ds"], "reference")
     res = _audit(nih, "reference-mix", mixture_sampler(ref, 400, seed=2))
-    assert res.verdict.verdict == "pass", [r.explanation for r in res.verdict.failed_rules()]
+    _no_leak_but_too_small(res)
     for a in res.audit["attacks"]:
         assert a["auc_ci"][0] <= 0.5 <= a["auc_ci"][1], a
 
@@ -159,14 +168,15 @@ def test_filter_removes_the_copies_and_the_rest_passes(nih):
     res = _audit(nih, "filter", images, filter=True,
                  profile=public_profile(attacks={"spaces": ["pixel"]}), encoder=None)
     assert res.verdict.verdict == "fail"
-    assert res.filtered is not None and res.filtered.verdict.verdict == "pass"
+    assert res.filtered is not None and res.filtered.verdict.verdict == "inconclusive"
+    assert res.filtered.verdict.failed_rules() == []
     removed = (res.out / "filtered" / "removed.csv").read_text().splitlines()
     assert removed[0] == "synthetic_index,reason,nearest_train_distance"
     assert sorted(int(line.split(",")[0]) for line in removed[1:]) == planted
     kept = np.load(res.out / "filtered" / "cohort" / "images.npy")
     assert kept.shape[0] == 160 - len(planted)
     on_disk = json.loads((res.out / "audit.json").read_text())
-    assert on_disk["filter"]["verdict"] == "pass" and on_disk["filter"]["n_removed"] == len(planted)
+    assert on_disk["filter"]["verdict"] == "inconclusive" and on_disk["filter"]["n_removed"] == len(planted)
 
 
 def test_same_seed_gives_identical_audit_json(tmp_path):

@@ -20,6 +20,16 @@ def attack(auc=0.5, ci=(0.4, 0.6), tpr=0.01, tpr_ci=(0.0, 0.05), fpr_ci=(0.0, 0.
     return AttackMeasure("dcr", "pixel", auc, ci, tpr, tpr_ci, 0.0, fpr_ci, estimable, "not estimable: few")
 
 
+def sure(auc=0.5, ci=(0.44, 0.56), name="dcr", space="pixel"):
+    """A conclusive null attack: its range excludes 0.6 and the 1 % FPR is measured."""
+    return AttackMeasure(name, space, auc, ci, 0.01, (0.002, 0.03), 0.01, (0.004, 0.018), True, "")
+
+
+def ident():
+    """The re-identification attack's conclusive null measure (the public tier requires it)."""
+    return sure(name="identity", space="reid")
+
+
 def mem(flagged=0, n=100, rate_ci=(0.0, 0.04), null_ci=(0.0, 0.05), hard=0):
     return MemorisationMeasure(n, flagged, rate_ci, 0.01, null_ci, hard, 0.1)
 
@@ -52,22 +62,62 @@ def test_profile_errors_name_the_key(tmp_path):
 
 
 def test_auc_rule_boundaries():
-    ok = rules(evaluate(PUBLIC, [attack(0.55, (0.45, 0.65))], mem()))["attack_auc:dcr/pixel"]
-    assert ok.passed and "too few patients to exclude an AUC up to 0.65" in ok.explanation
+    unsure = rules(evaluate(PUBLIC, [attack(0.55, (0.45, 0.65))], mem()))["attack_auc:dcr/pixel"]
+    assert unsure.outcome == "inconclusive" and not unsure.passed
+    assert "too few patients to rule out an AUC of 0.60 (the range reaches 0.65)" in unsure.explanation
+    ok = rules(evaluate(PUBLIC, [sure(0.55, (0.51 - 0.02, 0.59)), ident()], mem()))["attack_auc:dcr/pixel"]
+    assert ok.passed and ok.outcome == "pass" and "no such leak" in ok.explanation
     at_limit = rules(evaluate(PUBLIC, [attack(0.60, (0.45, 0.75))], mem()))["attack_auc:dcr/pixel"]
     assert not at_limit.passed and "reaches the limit" in at_limit.explanation
     evidence = rules(evaluate(PUBLIC, [attack(0.57, (0.51, 0.63))], mem()))["attack_auc:dcr/pixel"]
     assert not evidence.passed and "low end of the range" in evidence.explanation
-    # the controlled tier tolerates the same numbers
-    assert evaluate(CONTROLLED, [attack(0.57, (0.51, 0.63))], mem()).verdict == "pass"
-    assert evaluate(CONTROLLED, [attack(0.65, (0.61, 0.69))], mem()).verdict == "fail"
+    # the controlled tier tolerates the same numbers (its leak to rule out is 0.7)
+    assert evaluate(CONTROLLED, [sure(0.57, (0.51, 0.63))], mem()).verdict == "pass"
+    assert evaluate(CONTROLLED, [sure(0.65, (0.61, 0.69))], mem()).verdict == "fail"
+
+
+def test_a_verdict_is_pass_fail_or_inconclusive_with_patients_needed():
+    from synthmed.audit.verdict import AuditSize
+
+    # nothing shows a leak, but the range reaches the leak: inconclusive, with a size
+    size = AuditSize(n_holdout=60, n_evaluated=30)
+    v = evaluate(PUBLIC, [sure(0.50, (0.36, 0.66)), ident()], mem(), size=size)
+    assert v.verdict == "inconclusive" and not v.passed and v.failed_rules() == []
+    # h = 0.16, 0.10 to go: 30 evaluated * 2.56 -> 77 evaluated, 154 holdout (half calibrate)
+    assert v.patients_needed == 154 and v.power["evaluated_nonmembers_needed"] == 77
+    # the TPR at 1 % FPR not estimable: inconclusive too, and its need dominates
+    v = evaluate(PUBLIC, [attack(0.5, (0.45, 0.55)), ident()], mem(), size=size, alpha=0.05 / 13)
+    assert v.verdict == "inconclusive"
+    (r,) = v.inconclusive_rules()
+    assert r.rule == "attack_tpr_at_fpr:dcr/pixel" and r.nonmembers_needed == 623  # log(alpha/2) / log(0.99)
+    assert v.patients_needed == 1246
+    # a failure wins over everything
+    v = evaluate(PUBLIC, [attack(0.5, (0.36, 0.66)), sure(0.7, (0.62, 0.78))], mem(), size=size)
+    assert v.verdict == "fail" and v.patients_needed is None
+    # conclusive: pass (with the re-identification attack the public tier requires)
+    assert evaluate(PUBLIC, [sure(), ident()], mem(), size=size).verdict == "pass"
+    v = evaluate(PUBLIC, [sure()], mem(), size=size)
+    assert v.verdict == "inconclusive" and [r.rule for r in v.inconclusive_rules()] == ["attack_auc:identity"]
+
+
+def test_rule_out_auc_is_validated_and_used(tmp_path):
+    prof = AuditProfile(tier="controlled",
+                        attacks={"max_auc": 0.7, "rule_out_auc": 0.6, "auc_evidence_above": 0.5})
+    assert evaluate(prof, [sure(0.55, (0.50, 0.62))], mem()).verdict == "inconclusive"
+    assert evaluate(prof, [sure(0.55, (0.50, 0.59))], mem()).verdict == "pass"
+    f = tmp_path / "p.yaml"
+    f.write_text("attacks:\n  max_auc: 0.6\n  rule_out_auc: 0.65\n")
+    with pytest.raises(ConfigError, match="rule_out_auc must be above auc_evidence_above and at most max_auc"):
+        load_config(f, AuditProfile)
 
 
 def test_tpr_rule_uses_the_fpr_bound_when_not_estimable():
     # 10 % of members found, at least 6 %, but false alarms may be up to 7 %: not shown
     a = attack(tpr=0.10, tpr_ci=(0.06, 0.16), fpr_ci=(0.0, 0.07), estimable=False)
     r = rules(evaluate(PUBLIC, [a], mem()))["attack_tpr_at_fpr:dcr/pixel"]
-    assert r.passed and r.threshold == pytest.approx(0.07) and "too few holdout patients" in r.explanation
+    # no evidence of a leak, but not measured at 1 %: inconclusive, never a pass
+    assert r.outcome == "inconclusive" and r.threshold == pytest.approx(0.07)
+    assert "too few holdout patients" in r.explanation and "cannot be measured" in r.explanation
     # at least 9 % found, false alarms at most 7 %: shown
     a = attack(tpr=0.15, tpr_ci=(0.09, 0.22), fpr_ci=(0.0, 0.07), estimable=False)
     assert not rules(evaluate(PUBLIC, [a], mem()))["attack_tpr_at_fpr:dcr/pixel"].passed
@@ -81,14 +131,14 @@ def test_tpr_rule_uses_the_fpr_bound_when_not_estimable():
 def test_memorisation_and_copy_rules():
     v = evaluate(PUBLIC, [attack()], mem(flagged=30, rate_ci=(0.2, 0.4), null_ci=(0.0, 0.05)))
     assert v.verdict == "fail" and not rules(v)["memorisation_rate_not_above_null"].passed
-    v = evaluate(PUBLIC, [attack()], mem(flagged=3, rate_ci=(0.005, 0.09), null_ci=(0.0, 0.05)))
+    v = evaluate(PUBLIC, [sure(), ident()], mem(flagged=3, rate_ci=(0.005, 0.09), null_ci=(0.0, 0.05)))
     assert v.verdict == "pass" and "within chance" in rules(v)["memorisation_rate_not_above_null"].explanation
     v = evaluate(PUBLIC, [attack()], mem(hard=1))
     assert v.verdict == "fail" and [r.rule for r in v.failed_rules()] == ["no_hard_copies"]
     assert v.tier == "public" and v.to_dict()["rules"][0]["rule"] == "no_hard_copies"
 
 
-def test_an_attack_that_cannot_run_is_a_failed_not_evaluated_rule():
+def test_an_attack_that_cannot_run_is_an_inconclusive_not_evaluated_rule():
     from synthmed.audit.runner import attack_settings
 
     assert attack_settings("domias", 40, 60) == ({"n_components": 5}, "")
@@ -99,9 +149,28 @@ def test_an_attack_that_cannot_run_is_a_failed_not_evaluated_rule():
     assert attack_settings("dcr", 0, 60) == ({}, "")
     for tier in ("public", "controlled"):
         prof = AuditProfile(tier=tier)
-        v = evaluate(prof, [attack()], mem(), [("domias/pixel", "too few reference images")])
-        assert v.verdict == "fail"  # a required attack without evidence: the audit cannot pass
-        (r,) = v.failed_rules()
+        v = evaluate(prof, [sure(), ident()], mem(), [("domias/pixel", "too few reference images")])
+        # a required attack without evidence: the audit cannot pass, nor did it show a leak
+        assert v.verdict == "inconclusive" and v.failed_rules() == []
+        (r,) = v.inconclusive_rules()
         assert r.rule == "attack_auc:domias/pixel" and r.measured == "not evaluated"
         assert "too few reference images" in r.explanation and r.details["evaluated"] is False
-    assert evaluate(AuditProfile(), [attack()], mem()).verdict == "pass"
+        assert r.rule in v.power["not_settled_by_size"]
+    assert evaluate(AuditProfile(), [sure(), ident()], mem()).verdict == "pass"
+
+
+def test_the_public_tier_requires_the_identity_attack():
+    """The re-identification attack not run (identity.enabled false, or no row for it) makes a
+    public verdict inconclusive, never pass; its fallback counts when it ran; the controlled tier
+    does not need it."""
+    v = evaluate(PUBLIC, [sure()], mem())
+    assert v.verdict == "inconclusive"
+    (r,) = v.inconclusive_rules()
+    assert r.rule == "attack_auc:identity" and "requires" in r.explanation
+    assert evaluate(PUBLIC, [sure(), sure(name="identity_fallback", space="encoder")], mem()).verdict == "pass"
+    assert evaluate(CONTROLLED, [sure()], mem()).verdict == "pass"
+    # an identity network too weak to certify anything: inconclusive, not pass
+    weak = AttackMeasure("identity", "reid", 0.5, (0.44, 0.56), 0.01, (0.002, 0.03), 0.01,
+                         (0.004, 0.018), True, "", cannot_pass="the network cannot tell patients apart")
+    v = evaluate(PUBLIC, [sure(), weak], mem())
+    assert v.verdict == "inconclusive" and v.failed_rules() == []

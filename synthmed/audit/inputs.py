@@ -91,7 +91,10 @@ def load_inputs(dataset: Path, cohort: Path, profile: "AuditProfile", seed: int 
         reference=np.asarray(images[ref_idx], dtype=np.float32),
         synthetic=np.asarray(co.images, dtype=np.float32),
         train_patients=pid[train_idx], holdout_patients=pid[holdout_idx],
-        spatial_dims=ds.spatial_dims, extra={"reference_source": reference_source},
+        spatial_dims=ds.spatial_dims,
+        # all holdout patients, before any joined the reference: what "holdout patients needed"
+        # counts (synthmed.audit.power.holdout_needed)
+        extra={"reference_source": reference_source, "n_holdout_patients": n_holdout},
         reference_patients=pid[ref_idx])
     # The images' own conditions (labels, age, sex), by role: the white-box attacks query a
     # conditional model with them, as the hospital that holds both can.

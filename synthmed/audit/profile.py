@@ -12,6 +12,10 @@ How the rules decide (see privacy_audits/PROTOCOL.md for the full argument):
   the members fails with probability at most 1 - confidence. That is what "calibrated" means here.
 * The attack-AUC rule additionally fails when the best estimate itself reaches `max_auc`, so a
   small audit with a wide interval cannot pass a cohort whose best guess is already leaky.
+* A pass must be evidence: every attack's simultaneous AUC interval must lie below
+  `attacks.rule_out_auc` (the smallest leak the tier must rule out), every TPR at the target FPR
+  must be estimable, every required attack must have run; otherwise, unless a rule fails, the
+  verdict is `inconclusive` with the holdout patients needed (synthmed.audit.power).
 * TPR at a low FPR (1 %) needs hundreds of non-members before the FPR itself is known (about
   3.7 / FPR at 95 %). When it is not estimable the rule says so and compares the TPR's lower bound
   with the larger of the limit and the FPR's upper bound at that threshold: an attacker is only
@@ -30,6 +34,8 @@ from synthmed.audit.whitebox.settings import WhiteboxSettings
 from synthmed.config import StrictConfig, load_config
 
 Tier = Literal["public", "controlled"]
+# What a tier requires beyond the profile's own list (see AuditProfile.required_attacks).
+TIER_REQUIRES: dict[str, tuple[str, ...]] = {"public": ("identity",)}
 Space = Literal["pixel", "encoder"]
 
 
@@ -49,6 +55,10 @@ class AttackRules(StrictConfig):
     spaces: list[Space] = Field(default_factory=lambda: ["pixel", "encoder"], min_length=1)
     max_auc: float = Field(0.6, gt=0.5, le=1.0,
                            description="an attack's AUC estimate must stay below this")
+    rule_out_auc: float | None = Field(
+        None, gt=0.5, le=1.0,
+        description="the smallest attack AUC (leak) this tier must rule out: a pass needs every "
+                    "attack's simultaneous upper bound below it (None: max_auc)")
     auc_evidence_above: float = Field(0.5, ge=0.5, lt=1.0,
                                       description="fail when the AUC's lower bound is above this")
     target_fpr: float = Field(0.01, gt=0.0, lt=0.5, description="the false-alarm rate for the TPR rule")
@@ -72,7 +82,15 @@ class AttackRules(StrictConfig):
     def _order(self) -> "AttackRules":
         if self.auc_evidence_above >= self.max_auc:
             raise ValueError("auc_evidence_above must be below max_auc")
+        if self.rule_out_auc is not None and not (self.auc_evidence_above < self.rule_out_auc <= self.max_auc):
+            raise ValueError("rule_out_auc must be above auc_evidence_above and at most max_auc (an "
+                             "estimate at max_auc already fails)")
         return self
+
+    @property
+    def leak_auc(self) -> float:
+        """The AUC a pass must rule out (rule_out_auc, or max_auc when not set)."""
+        return float(self.rule_out_auc if self.rule_out_auc is not None else self.max_auc)
 
 
 class MemorisationRules(StrictConfig):
@@ -132,6 +150,23 @@ class AuditProfile(StrictConfig):
         default_factory=WhiteboxSettings,
         description="white-box attacks, run when the audit is given the model (--model RUN)")
     gallery_pairs: int = Field(8, ge=0, le=64)
+
+    def required_attacks(self) -> tuple[str, ...]:
+        """Attacks this profile's tier requires whether or not the profile runs them: the public
+        tier needs the re-identification attack (`identity.enabled`) besides the membership and
+        copy rules; without its row the verdict cannot be `pass`."""
+        from synthmed.audit.attacks import ATTACKS
+
+        return tuple(a for a in TIER_REQUIRES.get(self.tier, ()) if a in ATTACKS)
+
+    @staticmethod
+    def requirement_of(attack: str) -> str:
+        """The requirement an attack that ran satisfies (the identity attack's fallback, when a
+        profile lets it count, is still the identity attack)."""
+        from synthmed.audit.attacks import ATTACKS, IdentityAttack
+
+        cls = ATTACKS.get(attack)
+        return "identity" if cls is not None and issubclass(cls, IdentityAttack) else attack
 
     @model_serializer(mode="wrap")
     def _without_identity_when_off(self, handler):

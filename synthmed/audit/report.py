@@ -101,9 +101,9 @@ def distance_figure(distances: dict[str, np.ndarray], space: str) -> str:
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#1b1b1b;line-height:1.45}
 .banner{padding:1em 1.4em;border-radius:8px;font-size:1.5em;font-weight:700;color:#fff}
-.pass{background:#1b7f3b}.fail{background:#b3261e}
+.pass{background:#1b7f3b}.fail{background:#b3261e}.inconclusive{background:#9a6700}
 table{border-collapse:collapse;width:100%;font-size:.92em}th,td{border:1px solid #ccc;padding:.35em .5em;vertical-align:top;text-align:left}
-th{background:#f1f1f1}td.ok{color:#1b7f3b;font-weight:700}td.bad{color:#b3261e;font-weight:700}
+th{background:#f1f1f1}td.ok{color:#1b7f3b;font-weight:700}td.bad{color:#b3261e;font-weight:700}td.unsure{color:#9a6700;font-weight:700}
 .gallery{display:flex;flex-wrap:wrap;gap:12px}.pair{border:1px solid #ccc;border-radius:6px;padding:6px;text-align:center;font-size:.85em}
 .pair img{image-rendering:pixelated;margin:2px}.flag{color:#b3261e;font-weight:700}
 .note{background:#fff6d6;border-left:4px solid #e0b000;padding:.5em 1em}
@@ -148,8 +148,12 @@ when it is practically identical to one (hard copy).</p>
 them together hold with the profile's confidence, so an audit of a generator that never saw the
 training patients fails at most 5&nbsp;% of the time by chance. A rule fails on evidence (the whole
 range is past the line), and an attack rule also fails when the best estimate reaches the limit.
-<b>Limits:</b> the audit tests these attacks, not every possible attack; a pass with few holdout
-patients shows that no large leak was found, not that no small leak exists.</p>
+A rule <i>passes</i> only when its range rules out the smallest leak the tier cares about (an
+attack AUC of the profile's <code>rule_out_auc</code>): a pass is evidence that no such leak exists.
+When nothing shows a leak but the ranges are too wide to rule one out, or a hit rate at the
+false-alarm target cannot be measured with this few holdout patients, the rule and the audit are
+<i>inconclusive</i>, with the number of holdout patients that would settle them.
+<b>Limits:</b> the audit tests these attacks, not every possible attack.</p>
 """
 
 
@@ -157,6 +161,47 @@ def _fmt(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.3g}"
     return html.escape(str(v))
+
+
+def _outcome(r: dict[str, Any]) -> str:
+    return r.get("outcome") or ("pass" if r.get("passed") else "fail")
+
+
+def banner_text(a: dict[str, Any]) -> str:
+    """The verdict in plain words, as the report's banner says it."""
+    verdict, tier = a["verdict"], html.escape(str(a["tier"]))
+    n = len(a["rules"])
+    if verdict == "pass":
+        leak = (a.get("power") or {}).get("rule_out_auc")
+        return (f"PASS: this synthetic cohort may be released at the '{tier}' tier"
+                + (f" (the audit rules out an attack AUC of {leak:.2f} or more)" if leak else ""))
+    if verdict == "inconclusive":
+        need = (a.get("power") or {}).get("holdout_patients_needed")
+        return (f"INCONCLUSIVE: this audit is too small to show that the cohort is safe to release at "
+                f"the '{tier}' tier; do not release it yet"
+                + (f" (about {need} holdout patients would be needed)" if need else ""))
+    n_failed = sum(1 for r in a["rules"] if _outcome(r) == "fail")
+    return (f"FAIL: do not release this synthetic cohort at the '{tier}' tier "
+            f"({n_failed} of {n} rules failed)")
+
+
+def inconclusive_text(a: dict[str, Any]) -> str:
+    """Why an audit is inconclusive and what would settle it, in plain words."""
+    p = a.get("power") or {}
+    unsure = [r["rule"] for r in a["rules"] if _outcome(r) == "inconclusive"]
+    text = (f"No rule found a leak, but {len(unsure)} of {len(a['rules'])} rules cannot rule one out "
+            f"with {p.get('n_holdout_patients', '?')} holdout patients")
+    if p.get("n_evaluated_nonmembers") not in (None, p.get("n_holdout_patients")):
+        text += f" ({p['n_evaluated_nonmembers']} of them scored, the others calibrate the attacks)"
+    text += "."
+    if p.get("holdout_patients_needed"):
+        text += (f" An audit with about {p['holdout_patients_needed']} holdout patients (the dataset "
+                 "re-ingested at the same split fractions, so the training split grows too) would be "
+                 "expected to settle them; this is estimated from the widths of the ranges seen here.")
+    if p.get("not_settled_by_size"):
+        text += (" More patients alone do not settle " + ", ".join(p["not_settled_by_size"])
+                 + ": see those rules.")
+    return text
 
 
 def render(data: ReportData) -> str:
@@ -167,12 +212,9 @@ def render(data: ReportData) -> str:
              "<title>synthmed privacy audit</title>",
              "<meta http-equiv='Content-Security-Policy' content=\"default-src 'none'; img-src data:; style-src 'unsafe-inline'\">",
              f"<style>{_CSS}</style></head><body>"]
-    n_failed = sum(1 for r in a["rules"] if not r["passed"])
-    banner = (f"{verdict.upper()}: this synthetic cohort may be released at the '{esc(a['tier'])}' tier"
-              if verdict == "pass" else
-              f"{verdict.upper()}: do not release this synthetic cohort at the '{esc(a['tier'])}' tier "
-              f"({n_failed} of {len(a['rules'])} rules failed)")
-    parts.append(f"<div class='banner {esc(verdict)}'>{banner}</div>")
+    parts.append(f"<div class='banner {esc(verdict)}'>{banner_text(a)}</div>")
+    if verdict == "inconclusive":
+        parts.append(f"<p class='note'>{esc(inconclusive_text(a))}</p>")
     d = a["data"]
     parts.append(
         f"<p>Audit of {d['n_synthetic_images']} synthetic images of shape "
@@ -192,9 +234,11 @@ def render(data: ReportData) -> str:
     parts.append("<h2>Rules</h2><table><tr><th>rule</th><th>measured</th><th>limit</th><th>result</th>"
                  "<th>what it means</th></tr>")
     for r in a["rules"]:
-        cls, word = ("ok", "pass") if r["passed"] else ("bad", "FAIL")
+        outcome = r.get("outcome") or ("pass" if r["passed"] else "fail")
+        cls, word = {"pass": ("ok", "pass"), "fail": ("bad", "FAIL"),
+                     "inconclusive": ("unsure", "inconclusive")}[outcome]
         if (r.get("details") or {}).get("evaluated") is False:
-            word = "not evaluated"  # not a pass either: it counts against the verdict
+            word = "not evaluated"  # not a pass either: it makes the verdict inconclusive
         parts.append(f"<tr><td>{esc(r['rule'])}</td><td>{_fmt(r['measured'])}</td><td>{_fmt(r['threshold'])}</td>"
                      f"<td class='{cls}'>{word}</td><td>{esc(r['explanation'])}</td></tr>")
     parts.append("</table>")

@@ -162,11 +162,19 @@ def run_audit(dataset: Path, cohort: Path, profile: "AuditProfile | Path | str |
     result = audit_inputs(inputs, prof, out, seed=seed, embedder=embedder,
                           dataset_fingerprint=ds.fingerprint(), cohort_fingerprint=co.fingerprint(),
                           encoder_given=encoder is not None, identity=identity, model=target)
+    # Which model made the audited cohort (`synthmed release` checks it against the run) and,
+    # with --model, what the white-box attacks found beside the model's own privacy claim.
+    model_sec: dict[str, Any] = {}
+    model_sha = str(co.info.get("model_sha256", "") or "")
+    if model_sha:
+        model_sec["sha256"] = model_sha
     if target is not None:
         from synthmed.audit.whitebox.registry import model_section
 
+        model_sec.update(model_section(target, result.record))
+    if model_sec:
         result = result.with_record(result.record.with_(
-            sections={**result.record.sections, "model": model_section(target, result.record)}))
+            sections={**result.record.sections, "model": model_sec}))
     if other:
         note = (f"the cohort's model was trained on another dataset (fingerprint "
                 f"{co.info.get('dataset_fingerprint')}); --allow-other-dataset was given")
@@ -283,7 +291,12 @@ def audit_inputs(inputs: Inputs, prof: AuditProfile, out: Path, *, seed: int, em
         progress.advance(task)
 
     skipped += [{"attack": name, "reason": why} for name, why in not_evaluated]
-    verdict = evaluate(prof, [r.measure for r in runs], mem.measure, not_evaluated)
+    from synthmed.audit.verdict import AuditSize
+
+    n_eval = len(set(inputs.holdout_patients.tolist()))
+    size = AuditSize(n_holdout=max(n_eval, int(inputs.extra.get("n_holdout_patients", n_eval))),
+                     n_evaluated=n_eval)
+    verdict = evaluate(prof, [r.measure for r in runs], mem.measure, not_evaluated, size=size, alpha=alpha)
     record = AuditRecord(
         verdict=verdict.verdict, tier=verdict.tier, profile=prof.name,
         rules=[r.to_dict() for r in verdict.rules],
@@ -305,7 +318,8 @@ def audit_inputs(inputs: Inputs, prof: AuditProfile, out: Path, *, seed: int, em
             steps=prof.embedding.steps, dim=prof.embedding.dim),
         # the white-box settings are recorded when they ran (an audit without --model keeps its bytes)
         provenance=provenance(prof if model is not None else prof.model_dump(mode="json", exclude={"whitebox"}),
-                              seed=seed, schema=AUDIT_SCHEMA))
+                              seed=seed, schema=AUDIT_SCHEMA),
+        sections={"power": verdict.power})
     identity_gallery: list[dict[str, Any]] = []
     if prof.identity.enabled:
         section, identity_gallery = _identity_section(inputs, identity, identity_found, prof.gallery_pairs)

@@ -1,11 +1,22 @@
-"""Turn audit measurements into rules a privacy officer can read, and a pass / fail verdict.
+"""Turn audit measurements into rules a privacy officer can read, and a verdict.
 
 `evaluate(profile, attacks, memorisation)` is pure: plain numbers in, a `Verdict` out. The
 runner calls it once per audit; the calibration test calls it once per random split, so the
 rules checked there are exactly the rules an audit applies.
 
-Every rule row is {rule, measured, threshold, passed, explanation}; `explanation` is one plain
-sentence (no statistics vocabulary beyond "at most", "likely", "range").
+Three verdicts (synthmed.audit.power says why):
+
+* `fail`: some rule shows a leak (evidence, as before);
+* `pass`: no rule shows a leak AND every rule is conclusive: each attack's simultaneous AUC
+  interval lies below the smallest leak the tier must rule out (`attacks.rule_out_auc`), each TPR
+  at the target FPR is estimable, every required attack ran;
+* `inconclusive`: nothing shows a leak, but the audit is too small to rule one out. The verdict
+  carries `patients_needed`, the holdout patients that would settle it (from the observed
+  interval widths).
+
+Every rule row is {rule, measured, threshold, passed, outcome, explanation}; `outcome` is pass,
+fail or inconclusive (`passed` is outcome == "pass"); `explanation` is plain sentences (no
+statistics vocabulary beyond "at most", "likely", "range").
 """
 
 from __future__ import annotations
@@ -60,6 +71,9 @@ class MemorisationMeasure:
     spaces: tuple[str, ...] = ("pixel",)  # flagged / hard copy in ANY of these spaces
 
 
+OUTCOMES = ("pass", "fail", "inconclusive")
+
+
 @dataclass(frozen=True)
 class Rule:
     rule: str
@@ -68,26 +82,61 @@ class Rule:
     passed: bool
     explanation: str
     details: dict[str, Any] = field(default_factory=dict)
+    outcome: str = ""  # pass | fail | inconclusive; "" means from `passed`
+    # evaluated non-member patients with which an inconclusive rule would be settled (None: no
+    # sample size can, or nothing needed)
+    nonmembers_needed: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.outcome:
+            object.__setattr__(self, "outcome", "pass" if self.passed else "fail")
+        if self.outcome not in OUTCOMES:
+            raise ValueError(f"rule outcome must be one of {OUTCOMES}, got {self.outcome!r}")
+        if self.passed != (self.outcome == "pass"):
+            raise ValueError("a rule passes exactly when its outcome is 'pass'")
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        if d["nonmembers_needed"] is None:
+            del d["nonmembers_needed"]
+        return d
 
 
 @dataclass(frozen=True)
 class Verdict:
-    verdict: str  # "pass" | "fail"
+    verdict: str  # "pass" | "fail" | "inconclusive"
     tier: str
     rules: list[Rule]
+    patients_needed: int | None = None   # holdout patients for a conclusive audit (inconclusive only)
+    power: dict[str, Any] = field(default_factory=dict)  # audit.json "power": sizes and how
 
     @property
     def passed(self) -> bool:
         return self.verdict == "pass"
 
     def failed_rules(self) -> list[Rule]:
-        return [r for r in self.rules if not r.passed]
+        return [r for r in self.rules if r.outcome == "fail"]
+
+    def inconclusive_rules(self) -> list[Rule]:
+        return [r for r in self.rules if r.outcome == "inconclusive"]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"verdict": self.verdict, "tier": self.tier, "rules": [r.to_dict() for r in self.rules]}
+        return {"verdict": self.verdict, "tier": self.tier, "rules": [r.to_dict() for r in self.rules],
+                "patients_needed": self.patients_needed, "power": self.power}
+
+
+@dataclass(frozen=True)
+class AuditSize:
+    """How many holdout patients the audit had, and how many of them it evaluated (the rest
+    calibrate the attacks when the dataset has no reference split)."""
+
+    n_holdout: int
+    n_evaluated: int
+
+    def holdout_for(self, nonmembers: int) -> int:
+        from synthmed.audit.power import holdout_needed
+
+        return holdout_needed(nonmembers, self.n_evaluated, self.n_holdout)
 
 
 def _pct(x: float) -> str:
@@ -132,32 +181,42 @@ def memorisation_rule(profile: AuditProfile, m: MemorisationMeasure) -> Rule:
                  "n_flagged": m.n_flagged, "n_synthetic": m.n_synthetic, "spaces": list(m.spaces)})
 
 
-def auc_rule(profile: AuditProfile, a: AttackMeasure) -> Rule:
-    """Fail when the estimate reaches max_auc, or the lower bound shows an edge above the floor."""
+def auc_rule(profile: AuditProfile, a: AttackMeasure, n_nonmembers: int | None = None) -> Rule:
+    """Fail when the estimate reaches max_auc, or the lower bound shows an edge above the floor;
+    pass only when the upper bound rules out `rule_out_auc`; otherwise inconclusive."""
+    from synthmed.audit.power import auc_exclusion
+
     r = profile.attacks
+    leak = r.leak_auc
     lo, hi = a.auc_ci
     over_limit = a.auc >= r.max_auc
     evidence = lo > r.auc_evidence_above
-    ok = not over_limit and not evidence
     how = _words(a.attack)
     head = (f"An attacker {how} ({a.space} space) tells training patients from others with an AUC "
             f"of {a.auc:.2f} (likely range {lo:.2f} to {hi:.2f}; 0.50 is a coin toss, 1.00 always right).")
-    if ok:
-        tail = (f" That is below the limit of {r.max_auc:.2f} and not clearly better than "
-                f"{r.auc_evidence_above:.2f}.")
-        if hi >= r.max_auc:
-            tail += (f" This audit has too few patients to exclude an AUC up to {hi:.2f}; more "
-                     f"holdout patients would narrow the range.")
-    elif over_limit:
-        tail = f" That reaches the limit of {r.max_auc:.2f}: membership can be inferred."
-    else:
-        tail = (f" Even the low end of the range is above {r.auc_evidence_above:.2f}: the attack "
-                f"works better than this tier tolerates.")
-    return Rule(f"attack_auc:{a.name}", a.auc, r.max_auc, ok, head + tail,
-                {"auc_ci": [lo, hi], "evidence_above": r.auc_evidence_above})
+    details = {"auc_ci": [lo, hi], "evidence_above": r.auc_evidence_above, "rule_out_auc": leak}
+    if over_limit:
+        return Rule(f"attack_auc:{a.name}", a.auc, r.max_auc, False,
+                    head + f" That reaches the limit of {r.max_auc:.2f}: membership can be inferred.",
+                    details)
+    if evidence:
+        return Rule(f"attack_auc:{a.name}", a.auc, r.max_auc, False,
+                    head + f" Even the low end of the range is above {r.auc_evidence_above:.2f}: the "
+                    f"attack works better than this tier tolerates.", details)
+    ex = auc_exclusion(a.auc, (lo, hi), leak, n_nonmembers or 1)
+    details["exclusion"] = ex.to_dict() if n_nonmembers else {**ex.to_dict(), "n_now": None, "n_needed": None}
+    if ex.excluded:
+        return Rule(f"attack_auc:{a.name}", a.auc, r.max_auc, True,
+                    head + f" The whole range is below {leak:.2f}, the smallest leak this tier must "
+                    f"rule out: no such leak.", details)
+    need = ex.n_needed if n_nonmembers else None
+    tail = (f" That shows no leak, but this audit has too few patients to rule out an AUC of "
+            f"{leak:.2f} (the range reaches {hi:.2f}): inconclusive.")
+    return Rule(f"attack_auc:{a.name}", a.auc, r.max_auc, False, head + tail, details,
+                outcome="inconclusive", nonmembers_needed=need)
 
 
-def tpr_rule(profile: AuditProfile, a: AttackMeasure) -> Rule:
+def tpr_rule(profile: AuditProfile, a: AttackMeasure, alpha: float | None = None) -> Rule:
     """Fail when the attack is shown to find more members than both the limit and its own false
     alarms could explain (the FPR's upper bound matters when the FPR is not estimable)."""
     r = profile.attacks
@@ -173,58 +232,113 @@ def tpr_rule(profile: AuditProfile, a: AttackMeasure) -> Rule:
                 f"threshold they allow, false alarms are at most {_pct(a.fpr_ci[1])} and the attacker "
                 f"({how}, {a.space} space) finds {_pct(a.tpr)} of training patients (at least "
                 f"{_pct(a.tpr_ci[0])}).")
-    if ok:
-        tail = (f" That is not clearly above {_pct(line)} (the larger of the {_pct(r.max_tpr)} limit "
-                f"and the possible false-alarm rate).")
-    else:
+    details = {"tpr_ci": list(a.tpr_ci), "target_fpr": r.target_fpr, "max_tpr": r.max_tpr,
+               "fpr_achieved": a.fpr_achieved, "fpr_ci": list(a.fpr_ci), "estimable": a.estimable,
+               "note": a.note}
+    if not ok:
         tail = (f" That is clearly above {_pct(line)}: some training patients can be singled out "
                 f"with few false alarms.")
-    return Rule(f"attack_tpr_at_fpr:{a.name}", a.tpr, line, ok, head + tail,
-                {"tpr_ci": list(a.tpr_ci), "target_fpr": r.target_fpr, "max_tpr": r.max_tpr,
-                 "fpr_achieved": a.fpr_achieved, "fpr_ci": list(a.fpr_ci), "estimable": a.estimable,
-                 "note": a.note})
+        return Rule(f"attack_tpr_at_fpr:{a.name}", a.tpr, line, False, head + tail, details)
+    tail = (f" That is not clearly above {_pct(line)} (the larger of the {_pct(r.max_tpr)} limit "
+            f"and the possible false-alarm rate).")
+    if a.estimable:
+        return Rule(f"attack_tpr_at_fpr:{a.name}", a.tpr, line, True, head + tail, details)
+    from synthmed.audit.power import nonmembers_for_fpr
+
+    need = nonmembers_for_fpr(r.target_fpr, alpha if alpha is not None else profile.decision_alpha())
+    tail += (f" But a {_pct(r.target_fpr)} false-alarm rate cannot be measured with this few holdout "
+             f"patients ({need} evaluated ones are needed), so a leak at that rate is not ruled out: "
+             f"inconclusive.")
+    return Rule(f"attack_tpr_at_fpr:{a.name}", a.tpr, line, False, head + tail, details,
+                outcome="inconclusive", nonmembers_needed=need)
 
 
 def not_evaluated_rule(name: str, reason: str) -> Rule:
-    """An attack the profile requires that could not run. It fails the rule in every tier: a
-    verdict of `pass` certifies that each required attack was tried and failed, and without its
-    evidence the audit cannot say so (drop the attack from the profile to accept that)."""
+    """An attack the profile requires that could not run: inconclusive in every tier. A verdict of
+    `pass` certifies that each required attack was tried and failed, and without its evidence the
+    audit cannot say so; nor did it show a leak (drop the attack from the profile to accept that)."""
     attack = name.split("/", 1)[0]
     how = _words(attack)
     text = (f"The attack by {how} ({name.split('/', 1)[-1]} space) could not be run: {reason}. "
-            f"This profile requires it, so the cohort cannot pass without it; add real non-member "
-            f"images (a larger reference or holdout split) and re-run the audit.")
+            f"This profile requires it, so the cohort cannot pass without it: inconclusive. Add real "
+            f"non-member images (a larger reference or holdout split) and re-run the audit.")
     return Rule(f"attack_auc:{name}", "not evaluated", "evaluated", False, text,
-                {"evaluated": False, "reason": reason})
+                {"evaluated": False, "reason": reason}, outcome="inconclusive")
+
+
+def required_rule(profile: AuditProfile, attack: str) -> Rule:
+    """An attack the profile's tier requires that the profile does not list."""
+    how = _words(attack)
+    text = (f"The '{profile.tier}' tier requires the attack by {how}, and this profile does not run "
+            f"it: inconclusive. Add '{attack}' to attacks.attacks and re-run the audit.")
+    return Rule(f"attack_auc:{attack}", "not evaluated", "evaluated", False, text,
+                {"evaluated": False, "reason": f"required by the {profile.tier} tier, not in the profile"},
+                outcome="inconclusive")
 
 
 def unproven_rule(a: AttackMeasure, rules: list[Rule]) -> Rule:
     """An attack that found nothing, run with a tool too weak to certify that (an identity network
-    that cannot tell patients apart): not evaluated, which fails closed like a missing attack."""
+    that cannot tell patients apart): not evaluated, inconclusive like a missing attack (never a
+    pass)."""
     text = (f"The attack by {_words(a.attack)} ({a.space} space) found no sign of leakage (AUC "
             f"{a.auc:.2f}, likely range {a.auc_ci[0]:.2f} to {a.auc_ci[1]:.2f}), but that cannot count "
             f"as a pass: {a.cannot_pass}.")
     return Rule(f"attack_auc:{a.name}", "not evaluated", "evaluated", False, text,
                 {"evaluated": False, "reason": a.cannot_pass, "auc": a.auc, "auc_ci": list(a.auc_ci),
-                 "would_pass": [r.rule for r in rules]})
+                 "would_pass": [r.rule for r in rules if r.passed]}, outcome="inconclusive")
 
 
 def evaluate(profile: AuditProfile, attacks: list[AttackMeasure],
-             memorisation: MemorisationMeasure, not_evaluated: list[tuple[str, str]] = ()) -> Verdict:
-    """Apply every rule of `profile`; the verdict is `pass` only if all rules pass.
+             memorisation: MemorisationMeasure, not_evaluated: list[tuple[str, str]] = (),
+             size: AuditSize | None = None, alpha: float | None = None) -> Verdict:
+    """Apply every rule of `profile`: `fail` when any rule fails, else `inconclusive` when any
+    rule is, else `pass`.
 
-    not_evaluated: (attack/space, why) for required attacks that could not run; each is a failed
-    rule (see `not_evaluated_rule`). An attack whose measure says it `cannot_pass` keeps its
-    failing rules, and its passing ones become one not-evaluated row (`unproven_rule`)."""
+    not_evaluated: (attack/space, why) for required attacks that could not run; each is an
+    inconclusive rule (see `not_evaluated_rule`). An attack whose measure says it `cannot_pass`
+    keeps its failing rules, and otherwise becomes one not-evaluated row (`unproven_rule`,
+    inconclusive). size: the audit's holdout (for the number of patients an inconclusive verdict
+    needs; without it that number is not given). alpha: the per-interval level the intervals were
+    computed at (default: the profile's for these attacks).
+    """
+    alpha = alpha if alpha is not None else profile.decision_alpha(max(1, len(attacks)))
+    n_eval = size.n_evaluated if size is not None else None
     rules = [hard_copy_rule(profile, memorisation), memorisation_rule(profile, memorisation)]
     for a in attacks:
-        pair = [auc_rule(profile, a), tpr_rule(profile, a)]
-        if a.cannot_pass and all(r.passed for r in pair):
+        pair = [auc_rule(profile, a, n_eval), tpr_rule(profile, a, alpha)]
+        if a.cannot_pass and not any(r.outcome == "fail" for r in pair):
             pair = [unproven_rule(a, pair)]
         rules += pair
     rules += [not_evaluated_rule(name, why) for name, why in not_evaluated]
-    verdict = "pass" if all(r.passed for r in rules) else "fail"
-    return Verdict(verdict, profile.tier, rules)
+    ran = {m.attack for m in attacks} | {name.split("/", 1)[0] for name, _ in not_evaluated}
+    ran |= {profile.requirement_of(name) for name in ran}
+    rules += [required_rule(profile, name) for name in profile.required_attacks() if name not in ran]
+    if any(r.outcome == "fail" for r in rules):
+        verdict = "fail"
+    elif any(r.outcome == "inconclusive" for r in rules):
+        verdict = "inconclusive"
+    else:
+        verdict = "pass"
+    needs = [r.nonmembers_needed for r in rules if r.outcome == "inconclusive"]
+    unsettled = [r.rule for r in rules if r.outcome == "inconclusive" and r.nonmembers_needed is None]
+    patients = None
+    if verdict == "inconclusive" and size is not None and any(n is not None for n in needs):
+        patients = size.holdout_for(max(n for n in needs if n is not None))
+    power = {
+        "rule_out_auc": profile.attacks.leak_auc, "target_fpr": profile.attacks.target_fpr,
+        "per_interval_alpha": alpha,
+        "n_holdout_patients": size.n_holdout if size else None,
+        "n_evaluated_nonmembers": n_eval,
+        "evaluated_nonmembers_needed": max((n for n in needs if n is not None), default=None),
+        "holdout_patients_needed": patients,
+        "not_settled_by_size": unsettled,
+        "how": ("holdout patients for every attack's simultaneous AUC upper bound to fall below "
+                "rule_out_auc, with interval half-widths scaling as 1/sqrt(n) at the same split "
+                "fractions and the estimates where they are now, and for TPR at target_fpr to be "
+                "estimable (synthmed.audit.power); a planning figure, not a promise"),
+    }
+    return Verdict(verdict, profile.tier, rules, patients, power)
 
 
-__all__ = ["AttackMeasure", "MemorisationMeasure", "Rule", "Verdict", "evaluate", "unproven_rule"]
+__all__ = ["AttackMeasure", "AuditSize", "MemorisationMeasure", "OUTCOMES", "Rule", "Verdict", "evaluate",
+           "unproven_rule"]

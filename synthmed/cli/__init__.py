@@ -23,6 +23,7 @@ from synthmed.cli import evaluate as _evaluate  # noqa: F401,E402
 from synthmed.cli import audit as _audit  # noqa: F401,E402
 from synthmed.cli import demo as _demo  # noqa: F401,E402
 from synthmed.cli import verify as _verify  # noqa: F401,E402
+from synthmed.cli import release as _release  # noqa: F401,E402
 from synthmed.cli import configs as _configs  # noqa: F401,E402
 from synthmed.cli import identity as _identity  # noqa: F401,E402
 from synthmed.cli import canaries as _canaries  # noqa: F401,E402

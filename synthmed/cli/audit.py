@@ -1,8 +1,9 @@
 """`synthmed audit`: privacy audit of a synthetic cohort against the dataset it was trained on.
 
 Exit codes: 0 when the audit ran (whatever the verdict: a failed audit is a result, not an
-error, and scripts should read audit.json); 3 with `--fail-on-fail` when the verdict is `fail`
-(for CI gates); 2 for inputs that cannot be audited (one line on stderr).
+error, and scripts should read audit.json); 3 with `--fail-on-fail` when the verdict is not
+`pass` (`fail` or `inconclusive`: a gate must not open on an audit too small to be evidence);
+2 for inputs that cannot be audited (one line on stderr).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ def audit_command(
     overwrite: bool = typer.Option(False, "--overwrite", help="replace the audit already in --out"),
     model: Optional[Path] = typer.Option(None, "--model", help="the generator's run folder: also run the white-box attacks (profile whitebox:), which query its denoiser"),
     allow_other_dataset: bool = typer.Option(False, "--allow-other-dataset", help="audit a cohort whose model was trained on another dataset (recorded in audit.json)"),
-    fail_on_fail: bool = typer.Option(False, "--fail-on-fail", help="exit with code 3 when the verdict is 'fail'"),
+    fail_on_fail: bool = typer.Option(False, "--fail-on-fail", help="exit with code 3 when the verdict is not 'pass' (fail or inconclusive)"),
 ) -> None:
     """Audit a synthetic cohort for membership leakage and copies; write audit.json and report.html."""
     from synthmed.audit import run_audit
@@ -57,7 +58,7 @@ def audit_command(
 
 def print_result(console: Console, result) -> None:
     v = result.verdict
-    colour = "green" if v.passed else "red"
+    colour = {"pass": "green", "inconclusive": "yellow"}.get(v.verdict, "red")
     table = Table(title=f"privacy audit: [bold {colour}]{v.verdict.upper()}[/] (tier {v.tier})", show_lines=False)
     table.add_column("rule")
     table.add_column("measured", justify="right")
@@ -65,9 +66,12 @@ def print_result(console: Console, result) -> None:
     table.add_column("result")
     for r in v.rules:
         fmt = (lambda x: f"{x:.3g}" if isinstance(x, float) else str(x))
-        word = ("[green]pass[/]" if r.passed else
-                "[red]not evaluated[/]" if r.details.get("evaluated") is False else "[red]FAIL[/]")
+        word = {"pass": "[green]pass[/]", "inconclusive": "[yellow]inconclusive[/]"}.get(r.outcome, "[red]FAIL[/]")
         table.add_row(r.rule, fmt(r.measured), fmt(r.threshold), word)
     console.print(table)
     for r in v.failed_rules():
-        console.print(f"[red]-[/] {r.explanation}")
+        console.print(f"[red]-[/] {r.explanation}", markup=True, highlight=False)
+    if v.verdict == "inconclusive":
+        from synthmed.audit.report import inconclusive_text
+
+        console.print(f"[yellow]inconclusive:[/] {inconclusive_text(result.audit)}", highlight=False)

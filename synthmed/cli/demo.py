@@ -16,7 +16,7 @@ from synthmed.errors import InputError
 @app.command("demo")
 def demo(
     out: Path = typer.Option(Path("demo-out"), "--out", help="Folder for every demo output."),
-    patients: Optional[int] = typer.Option(None, "--patients", help="Virtual patients to make (default 120; 80 with --quick)."),
+    patients: Optional[int] = typer.Option(None, "--patients", help="Virtual patients to make (default 1560, enough for a conclusive audit; 80 with --quick)."),
     seed: int = typer.Option(0, "--seed"),
     fresh: bool = typer.Option(True, "--fresh/--keep",
                                help="Replace a previous demo in --out (only a demo folder exactly as synthmed wrote it; --keep refuses instead)."),
@@ -75,6 +75,10 @@ def _describe(name: str, value: Any) -> str:
         return text
     if name == "audit":
         v = value.verdict
-        failed = ", ".join(r.rule for r in v.failed_rules()) if not v.passed else ""
-        return f"verdict {v.verdict.upper()} (tier {v.tier})" + (f"; failed rules: {failed}" if failed else "")
+        failed = ", ".join(r.rule for r in v.failed_rules())
+        text = f"verdict {v.verdict.upper()} (tier {v.tier})" + (f"; failed rules: {failed}" if failed else "")
+        if v.verdict == "inconclusive":
+            text += (f"; too few patients to rule out a leak ({len(v.inconclusive_rules())} rules"
+                     + (f", about {v.patients_needed} holdout patients needed)" if v.patients_needed else ")"))
+        return text
     return str(value)

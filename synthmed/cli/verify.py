@@ -18,7 +18,7 @@ from synthmed.cli.app import app
 
 @app.command("verify")
 def verify_command(
-    path: Path = typer.Argument(..., help="any folder synthmed wrote (dataset, run, cohort, audit, evaluation, demo)"),
+    path: Path = typer.Argument(..., help="any folder synthmed wrote (dataset, run, cohort, audit, evaluation, demo, bundle)"),
     restamp: bool = typer.Option(False, "--restamp", help="accept the folder as it is now and record the change in its marker"),
     reason: Optional[str] = typer.Option(None, "--reason", help="why the folder changed (required with --restamp)"),
 ) -> None:

@@ -1,14 +1,15 @@
 """Typed output folders: a marker that says what a folder is, and writes that are all or nothing.
 
-Every folder synthmed writes (dataset, run, cohort, audit, evaluation, demo, later the release
-bundle) holds one small marker, `synthmed-folder.json`: its kind, schema, the synthmed version
+Every folder synthmed writes (dataset, run, cohort, audit, evaluation, demo, release bundle)
+holds one small marker, `synthmed-folder.json`: its kind, schema, the synthmed version
 that wrote it, and a content fingerprint (sha256 of every file it holds, marker excluded, plus one
 digest over that list). Readers check the marker against the files, so a folder edited by hand,
 half written, or mixed from two runs is refused with one line naming what differs.
 
 How each kind is written, and why:
 
-- dataset, cohort, audit, evaluation, demo, identity (a re-identification network) are written once: `staged_output` builds them in a
+- dataset, cohort, audit, evaluation, demo, identity (a re-identification network), bundle are
+  written once: `staged_output` builds them in a
   staging folder next to the target (`.<name>.staging-<pid>-<random>`), stamps the marker there,
   and moves the whole folder into place with one rename. Replacing an existing folder of the same
   kind (`--overwrite`) swaps the two atomically (Linux `renameat2(RENAME_EXCHANGE)`), then deletes
@@ -44,11 +45,11 @@ from synthmed.errors import InputError
 
 MARKER = "synthmed-folder.json"
 MARKER_SCHEMA = "synthmed.folder/1"
-KINDS = ("dataset", "run", "cohort", "audit", "evaluation", "demo", "release", "identity")
+KINDS = ("dataset", "run", "cohort", "audit", "evaluation", "demo", "release", "identity", "bundle")
 _SCHEMAS = {"dataset": "synthmed.dataset/1", "cohort": "synthmed.cohort/1",
             "audit": "synthmed.audit/1", "evaluation": "synthmed.evaluation/1",
             "run": "synthmed.run/1", "demo": "synthmed.demo/1", "release": "synthmed.release/1",
-            "identity": "synthmed.identity/1"}
+            "identity": "synthmed.identity/1", "bundle": "synthmed.bundle/1"}
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,19 @@ def _open_checks(root: Path, kind: str) -> list[str]:
 
         co = Cohort.open(root)
         return [f"cohort: {len(co)} images of {co.shape}, values in range"]
+    if kind == "bundle":
+        import json
+
+        from synthmed.generate.documents import check_sha256sums
+
+        problems = check_sha256sums(root)
+        if problems:
+            raise InputError(f"{root}: {problems[0]}"
+                             + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
+        rec = json.loads((root / "release.json").read_text(encoding="utf-8"))
+        how = " under an override" if rec.get("override") else ""
+        return [f"bundle: every file matches SHA256SUMS; released at the '{rec.get('tier')}' tier"
+                f"{how}, audit verdict {rec.get('audit', {}).get('verdict')}"]
     if kind == "run" and (root / "model.json").is_file():
         from synthmed.models import load
 
