@@ -17,8 +17,9 @@ Two resampling schemes, because duplicates mean different things to different me
   synthetic set of that size with the interval (`synthetic_metric(reference, synth[:floor.size])`).
 
 The interval is the normal bootstrap interval value +- 1.96 sd for the bootstrap (the percentile
-interval of a size-biased metric is shifted off the value), and the 2.5 / 97.5 % quantiles of
-the replicates for subsampling (all replicates have the same size, the one to compare at).
+interval of a size-biased metric is shifted off the value), and mean +- 1.96 sd / sqrt(1 - f)
+over the subsamples (all at the size to compare at; sqrt(1 - f) undoes the finite-population
+correction, since a fresh real set varies more than a fraction f of one fixed holdout).
 
 Plain numpy in; the metric is any callable (reference, candidate) -> float, dict of floats or a
 dataclass of them (`PRDC`, `Diversity`), and the result holds one `Interval` per number.
@@ -131,8 +132,11 @@ def real_floor(metric: Callable[[np.ndarray, np.ndarray], Any], reference: np.nd
             # grows as n falls), so the percentile interval would sit above the value itself
             low, high = v - 1.96 * sd, v + 1.96 * sd
         else:
-            # subsamples all have `size` rows: their percentiles are the spread at that size
-            low, high = float(np.quantile(a, 0.025)), float(np.quantile(a, 0.975))
+            # subsamples all have `size` rows, so they are centred where a fresh real set of that
+            # size would be; but drawing a fraction f of a finite holdout without replacement
+            # varies less than a fresh draw, by the finite-population factor (1 - f): widen by it
+            half = 1.96 * sd / np.sqrt(1.0 - fraction)
+            low, high = float(a.mean()) - half, float(a.mean()) + half
         metrics[k] = Interval(value=v, mean=float(a.mean()), std=sd, low=low, high=high)
     return Floor(metrics=metrics, n_boot=int(n_boot), replace=bool(replace), fraction=float(fraction),
                  size=int(np.median(sizes)), n_reference=int(reference.shape[0]),
