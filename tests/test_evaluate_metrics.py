@@ -256,3 +256,24 @@ def test_slicewise_metrics_for_volumes():
     collapsed = slicewise_diversity(np.repeat(vols[:2], 20, 0), n_pairs=40, seed=0)
     assert real.settings.scales == ms_ssim_settings((24, 32)).scales
     assert collapsed.ms_ssim > real.ms_ssim + 0.2
+
+
+# ------------------------------------------------------------------ one call for a cohort
+def test_fidelity_diversity_reads_every_metric_beside_its_floor(cxr_sets):
+    from synthmed.evaluate.cohort_metrics import fidelity_diversity
+
+    train, holdout, hold_pat, fresh = cxr_sets
+    labels = lambda x: np.arange(x.shape[0]) % 2  # two 'conditions', alternating images
+    kw = dict(embed=_features, holdout_patients=hold_pat, n_pairs=100, n_boot=8, seed=0,
+              train_labels=labels(train), holdout_labels=labels(holdout), min_group=20)
+    real = fidelity_diversity(train, holdout, fresh, synthetic_labels=labels(fresh), **kw)
+    blurred = fidelity_diversity(train, holdout, _blur(fresh, 1.5), synthetic_labels=labels(fresh), **kw)
+    assert real.frechet.synthetic["value"] < real.frechet.floor["value"].high < blurred.frechet.synthetic["value"]
+    assert blurred.prdc.synthetic["precision"] < real.prdc.floor["precision"].low
+    assert real.prdc.floor.size == 30 and real.ms_ssim.floor.size == 30
+    assert set(real.by_condition) == {"0", "1"}
+    # 30 images per condition: enough to score, each with its own floor
+    assert all(not isinstance(v, str) for v in real.by_condition.values())
+    assert blurred.by_condition["1"].frechet.synthetic["value"] > real.by_condition["1"].frechet.floor["value"].high
+    few = fidelity_diversity(train, holdout, fresh, synthetic_labels=labels(fresh), **(kw | {"min_group": 40}))
+    assert "too few" in few.by_condition["0"]
