@@ -94,6 +94,8 @@ def test_a_generator_that_follows_its_conditions_is_told_from_one_that_ignores_t
     # Fidelity is reported next to its floor; files are written, and no path is in the record.
     fid = good["fidelity"]
     assert fid["noise_vs_train"]["feature_frechet"] > 3 * fid["synthetic_vs_train"]["feature_frechet"]
+    div = fid["ms_ssim_diversity"]  # beside its floor, an interval around the holdout's mean
+    assert 0 <= div["synthetic"] <= 1 and div["floor_low"] <= div["holdout_floor"] <= div["floor_high"]
     assert (tmp_path / "good" / "samples.png").is_file() and not (tmp_path / "good" / "real.png").exists()
     text = (tmp_path / "good" / "evaluation.json").read_text()
     assert str(toy_data.root) not in text and str(tmp_path) not in text
@@ -141,6 +143,8 @@ def test_unlabelled_3d_data_get_fidelity_only(tmp_path):
     fid = record["fidelity"]
     assert "feature_frechet" not in fid["synthetic_vs_train"]  # no labels, no classifier features
     assert fid["noise_vs_train"]["intensity_w1"] > fid["holdout_vs_train_floor"]["intensity_w1"]
+    # 6-voxel slices are smaller than the 7-px MS-SSIM kernel: said, not guessed
+    assert "smaller than" in fid["ms_ssim_diversity"]["note"]
     assert (tmp_path / "out" / "samples.png").is_file()
     with pytest.raises(InputError, match="no finding labels"):
         evaluate_generator(ToyGenerator(ds.shape, follows=True), ds, None, labels=["Mass"], n=4)

@@ -11,7 +11,8 @@ instruments of this package, all trained here on the dataset's real images (noth
 - **fidelity**: unconditional samples against the train split, next to the real floor (holdout
   vs train at the same size) and uniform noise; and each condition's samples against the real
   train images that carry it, next to that group's floor. Guidance trades one for the other, so
-  both are reported at every scale and none is chosen after the fact.
+  both are reported at every scale and none is chosen after the fact. Diversity: the samples'
+  mean pairwise MS-SSIM beside the holdout's, with its spread over holdout patients.
 
 Outputs: `evaluation.json` (numbers, fingerprints, provenance; no path, no patient value) and
 `samples.png` (one row per condition at the first guidance scale). A grid of real images is
@@ -20,6 +21,7 @@ written only when asked for (`real_grid=True`): it shows patients and must stay 
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -28,7 +30,10 @@ import numpy as np
 from synthmed.errors import InputError
 from synthmed.evaluate.classifier import LabelClassifier, fit_on_dataset
 from synthmed.evaluate.conditioning import NO_FINDING, assignment_test, label_rate
+from synthmed.evaluate.diversity import diversity
 from synthmed.evaluate.fidelity import fidelity_report
+from synthmed.evaluate.floor import real_floor
+from synthmed.evaluate.slices import slicewise_diversity
 from synthmed.io.atomic import write_json
 from synthmed.progress import console, make_progress
 from synthmed.provenance import provenance
@@ -186,6 +191,7 @@ def evaluate_generator(model: Any, dataset: Any, out: str | Path | None = None, 
                                                   classifier=features),
         "noise_vs_train": fidelity_report(x_tr, rng.random(unc[:m].shape).astype(np.float32),
                                           classifier=features),
+        "ms_ssim_diversity": _diversity_readout(unc, x_ho, dataset.patient_ids[ho], seed),
     }
     record["grid_rows"] = grid_names
     # What ran, as `sample` reported it: the sampler and steps of every draw, and the settings of
@@ -229,6 +235,29 @@ def headline_fidelity(record: dict) -> tuple[str, float, float]:
     fid = record["fidelity"]
     key = "feature_frechet" if "feature_frechet" in fid["synthetic_vs_train"] else "intensity_w1"
     return key, fid["synthetic_vs_train"][key], fid["holdout_vs_train_floor"][key]
+
+
+def _diversity_readout(synthetic: np.ndarray, x_ho: np.ndarray, holdout_patients: np.ndarray,
+                       seed: int, n_pairs: int = 200, n_boot: int = 10) -> dict:
+    """Mean pairwise MS-SSIM (higher = less diverse) of the unconditional samples, beside the
+    holdout's, resampled over half its patients. The mean over pairs does not depend on the set
+    size in expectation (only its spread does), so all `n` samples are used. Volumes slice-wise.
+    Its own seeded pairs: the record's other numbers and grids draw exactly as before."""
+    def div(x):
+        if x.ndim == 4:
+            return slicewise_diversity(x, n_pairs=n_pairs, seed=seed)
+        return diversity(x, n_pairs=n_pairs, seed=seed)
+
+    try:
+        fl = real_floor(lambda _ref, cand: div(cand), x_ho, x_ho, holdout_patients, n_boot=n_boot,
+                        seed=seed, replace=False, fraction=0.5)
+        synth = div(synthetic)
+    except ValueError as err:  # too few holdout patients, images smaller than the SSIM kernel
+        return {"note": f"not measured: {err}"}
+    floor = fl["ms_ssim"]
+    return {"synthetic": synth.ms_ssim, "holdout_floor": floor.mean, "floor_low": floor.low,
+            "floor_high": floor.high, "floor_size": fl.size, "n_synthetic": int(synthetic.shape[0]),
+            "n_pairs": n_pairs, "settings": dataclasses.asdict(synth.settings)}
 
 
 def _read_out(clf: LabelClassifier, none: np.ndarray, sets: dict[str, np.ndarray],
