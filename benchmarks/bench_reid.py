@@ -29,7 +29,6 @@ Prints a markdown table; --out writes it to a file.
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import platform
 import sys
@@ -50,22 +49,16 @@ from synthmed.audit.augment import transform_copy  # noqa: E402
 PLANT_KINDS = ("flip", "shift", "gamma", "noise")
 
 
-def load_knee(root: Path) -> tuple[np.ndarray, np.ndarray]:
-    from PIL import Image
-
-    images, ids = [], []
-    with open(root / "metadata.csv", newline="") as fh:
-        for row in csv.DictReader(fh):
-            with Image.open(root / "images" / row["file"]) as im:
-                images.append(np.asarray(im.convert("L"), dtype=np.float32) / 255.0)
-            ids.append(row["patient_id"])
-    return np.stack(images), np.array(ids)
-
-
 def load_nih(root: Path) -> tuple[np.ndarray, np.ndarray]:
     from _audit_data import load_nih as _load
 
     return _load(str(root))
+
+
+def load_knee(root: Path) -> tuple[np.ndarray, np.ndarray]:
+    from _audit_data import load_knee as _load
+
+    return _load(root)
 
 
 class PixelCosine:

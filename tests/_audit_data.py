@@ -9,19 +9,29 @@ from pathlib import Path
 import numpy as np
 
 
+def load_png_table(root: Path, file_column: str, patient_column: str) -> tuple[np.ndarray, np.ndarray]:
+    """A shared-data folder of grey PNGs (images/ + metadata.csv), read in place: (images (N, H, W)
+    float32 in [0, 1], patient ids (N,) str) in the CSV's order."""
+    from PIL import Image
+
+    images, patients = [], []
+    with open(root / "metadata.csv", newline="") as fh:
+        for row in csv.DictReader(fh):
+            with Image.open(root / "images" / row[file_column]) as im:
+                images.append(np.asarray(im.convert("L"), dtype=np.float32) / 255.0)
+            patients.append(row[patient_column])
+    return np.stack(images), np.array(patients)
+
+
 @functools.lru_cache(maxsize=2)
 def load_nih(root: str) -> tuple[np.ndarray, np.ndarray]:
     """(images (N, 64, 64) float32 in [0, 1], patient ids (N,) str), PNGs read with PIL."""
-    from PIL import Image
+    return load_png_table(Path(root), "Image Index", "Patient ID")
 
-    rootp = Path(root)
-    images, patients = [], []
-    with open(rootp / "metadata.csv", newline="") as fh:
-        for row in csv.DictReader(fh):
-            with Image.open(rootp / "images" / row["Image Index"]) as im:
-                images.append(np.asarray(im.convert("L"), dtype=np.float32) / 255.0)
-            patients.append(row["Patient ID"])
-    return np.stack(images), np.array(patients)
+
+def load_knee(root) -> tuple[np.ndarray, np.ndarray]:
+    """The knee set: both knees of each patient (file names PATIENTID + L / R)."""
+    return load_png_table(Path(root), "file", "patient_id")
 
 
 def split_by_patient(patients: np.ndarray, fractions: tuple[float, ...], seed: int = 0) -> list[np.ndarray]:

@@ -16,6 +16,8 @@ from synthmed.audit import reid
 from synthmed.audit.augment import transform_copy
 from synthmed.errors import InputError
 
+from _audit_data import load_knee
+
 FAST = dict(steps=6, batch_size=8, dim=16, channels=(8, 16), min_patients_with_repeats=4,
             min_validation_patients=3, n_bootstrap=20)
 
@@ -295,20 +297,6 @@ def test_cli_on_a_dataset_without_repeat_images_says_the_audit_falls_back(tmp_pa
 # other-image links are benchmarks/bench_reid.py's, in benchmarks/RESULTS.md): 64 px, batch 32
 # patients, 150 steps, on 1,500 knee patients disjoint from the 300 evaluated ones.
 TEST_SETTINGS = dict(steps=150, batch_size=32)
-
-
-def load_knee(root) -> tuple[np.ndarray, np.ndarray]:
-    import csv
-
-    from PIL import Image
-
-    images, ids = [], []
-    with open(root / "metadata.csv", newline="") as fh:
-        for row in csv.DictReader(fh):
-            with Image.open(root / "images" / row["file"]) as im:
-                images.append(np.asarray(im.convert("L"), dtype=np.float32) / 255.0)
-            ids.append(row["patient_id"])
-    return np.stack(images), np.array(ids)
 
 
 @pytest.mark.shared_data

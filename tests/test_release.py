@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from synthmed.cli import main
 
 from helpers_nih import kde_sampler, toy_dataset
+from test_models import one_thread  # noqa: F401 (autouse fixture)
 
 TINY_NET = {"channels": [8, 16], "attention_levels": [False, True], "num_head_channels": 8,
             "norm_num_groups": 8, "context_dim": 8}
@@ -34,12 +34,6 @@ TOY_PROFILE = {"name": "toy-controlled", "tier": "controlled", "n_bootstrap": 30
                "memorisation": {"aligned": False}}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _train(ds: Path, out: Path, seed: int = 0) -> Path:

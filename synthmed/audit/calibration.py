@@ -194,7 +194,9 @@ def calibrate_identity(images: np.ndarray, patients: np.ndarray, network, profil
         no_copies = MemorisationMeasure(len(syn), 0, (0.0, 0.0), 0.0, (0.0, 1.0), 0, 0.0)
         rules = [r for r in evaluate(profile, [run.measure], no_copies).rules
                  if r.rule.endswith(run.measure.name)]
-        failed = [r.rule for r in rules if not r.passed]
+        # a false alarm is a FAIL; an inconclusive row (e.g. a TPR not estimable at this size) is
+        # not evidence either way, and the verdict never passes on it
+        failed = [r.rule for r in rules if r.outcome == "fail"]
         n_failed += bool(failed)
         for r in failed:
             failed_rules[r] = failed_rules.get(r, 0) + 1

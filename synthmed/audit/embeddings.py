@@ -162,10 +162,12 @@ class _TorchEmbedder:
     """Shared embed(): resize to the working shape, run the net in batches, L2-normalise."""
 
     name = "encoder"
+    embed_batch = 512
     net: nn.Module
     spatial_dims: int
     shape: tuple[int, ...]
     work_shape: tuple[int, ...]
+    dim: int
 
     def _prepare(self, x: torch.Tensor) -> torch.Tensor:
         x = x.unsqueeze(1)
@@ -173,18 +175,26 @@ class _TorchEmbedder:
             x = F.interpolate(x, size=self.work_shape, mode="area")
         return x
 
+    def _features(self, x: torch.Tensor) -> torch.Tensor:
+        """The net's output for a prepared batch (before normalisation); subclasses add views."""
+        return self.net(x).flatten(1)
+
     @torch.no_grad()
     @_one_thread()
-    def embed(self, images: np.ndarray, batch_size: int = 512) -> np.ndarray:
+    def embed(self, images: np.ndarray, batch_size: int | None = None) -> np.ndarray:
+        """(n, *shape) images in [0, 1] -> (n, dim) float32, L2-normalised."""
         imgs = np.asarray(images)
         if tuple(imgs.shape[1:]) != self.shape:
-            raise ValueError(f"{self.name}: images have shape {tuple(imgs.shape[1:])}, the encoder "
+            raise ValueError(f"{self.name}: images have shape {tuple(imgs.shape[1:])}, it "
                              f"was made for {self.shape}")
         self.net.eval()
+        step = batch_size or self.embed_batch
         out = []
-        for s in range(0, imgs.shape[0], batch_size):
-            x = _tensor(imgs[s:s + batch_size])
-            out.append(F.normalize(self.net(self._prepare(x)).flatten(1), dim=1).numpy())
+        for s in range(0, imgs.shape[0], step):
+            x = _tensor(imgs[s:s + step])
+            out.append(F.normalize(self._features(self._prepare(x)), dim=1).numpy())
+        if not out:  # no images: no rows, but the right width for whoever stacks them
+            return np.zeros((0, int(getattr(self, "dim", 0) or 0)), np.float32)
         return np.concatenate(out).astype(np.float32)
 
 
@@ -303,6 +313,7 @@ class LoadedEmbedder(_TorchEmbedder):
         self.shape = tuple(int(s) for s in config["input_shape"])
         self.work_shape = tuple(int(s) for s in config.get("work_shape", config["input_shape"]))
         self.name = str(config.get("name", "encoder"))
+        self.dim = int(config.get("dim", 0) or 0)
 
 
 def load_embedder(path: str | Path) -> LoadedEmbedder:

@@ -51,7 +51,7 @@ from pydantic import Field
 from torch import nn
 
 from synthmed.audit.augment import AugmentConfig, random_views
-from synthmed.audit.embeddings import _one_thread, _tensor, nt_xent
+from synthmed.audit.embeddings import _one_thread, _tensor, _TorchEmbedder, nt_xent
 from synthmed.config import StrictConfig
 from synthmed.errors import InputError
 from synthmed.io.atomic import write_json
@@ -158,10 +158,11 @@ def _work_shape(shape: tuple[int, ...], spatial_dims: int, work_size: int) -> tu
     return tuple(min(int(s), cap) for s in shape)
 
 
-class ReidNetwork:
+class ReidNetwork(_TorchEmbedder):
     """A trained (or loaded) re-identification network; `embed` gives unit vectors."""
 
     name = "identity"
+    embed_batch = 256
 
     def __init__(self, spatial_dims: int, shape: tuple[int, ...], settings: IdentitySettings,
                  seed: int = 0, *, net: nn.Module | None = None,
@@ -186,30 +187,16 @@ class ReidNetwork:
         self.verification: Verification | None = None
         self.weights_sha256: str | None = None
 
-    # -- embedding
-    def _prepare(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.unsqueeze(1)
-        if tuple(x.shape[2:]) != self.work_shape:
-            x = F.interpolate(x, size=self.work_shape, mode="area")
-        return x
+    # -- embedding (resize, batches, normalisation: the audit encoder's own `embed`)
+    @property
+    def dim(self) -> int:
+        return int(self.settings.dim)
 
-    @torch.no_grad()
-    @_one_thread()
-    def embed(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
-        """(n, *shape) images in [0, 1] -> (n, dim) float32, L2-normalised."""
-        imgs = np.asarray(images)
-        if tuple(imgs.shape[1:]) != self.shape:
-            raise ValueError(f"identity network: images have shape {tuple(imgs.shape[1:])}, the "
-                             f"network was made for {self.shape}")
-        self.net.eval()
-        out = [np.zeros((0, self.settings.dim), np.float32)]
-        for s in range(0, imgs.shape[0], batch_size):
-            x = self._prepare(_tensor(imgs[s:s + batch_size]))
-            z = self.net(x)
-            if self.settings.flip_invariant:
-                z = z + self.net(x.flip(-1))
-            out.append(F.normalize(z, dim=1).numpy())
-        return np.concatenate(out).astype(np.float32)
+    def _features(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.net(x)
+        if self.settings.flip_invariant:  # an image and its mirror (left / right knee) alike
+            z = z + self.net(x.flip(-1))
+        return z
 
     # -- training
     @_one_thread()

@@ -82,17 +82,22 @@ def _tm(t: dt.time, plus_seconds: int = 0) -> str:
     return f"{total // 3600:02d}{(total // 60) % 60:02d}{total % 60:02d}"
 
 
-def _base(person: Identity, study: StudyHeader, sop_class: str, modality: str) -> Dataset:
+def new_dataset(sop_class: str, implementation_uid: str, version_name: str) -> Dataset:
+    """An empty uncompressed (explicit VR little endian) dataset of `sop_class` with its file meta."""
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = sop_class
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    meta.ImplementationClassUID = _IMPLEMENTATION_UID
-    meta.ImplementationVersionName = "SYNTHMED_PHANTOM"
-
+    meta.ImplementationClassUID = implementation_uid
+    meta.ImplementationVersionName = version_name
     ds = Dataset()
     ds.file_meta = meta
-    ds.SpecificCharacterSet = "ISO_IR 100"  # Latin-1: names such as Müller or José
     ds.SOPClassUID = sop_class
+    return ds
+
+
+def _base(person: Identity, study: StudyHeader, sop_class: str, modality: str) -> Dataset:
+    ds = new_dataset(sop_class, _IMPLEMENTATION_UID, "SYNTHMED_PHANTOM")
+    ds.SpecificCharacterSet = "ISO_IR 100"  # Latin-1: names such as Müller or José
     ds.Modality = modality
     ds.StudyDate = ds.SeriesDate = ds.AcquisitionDate = ds.ContentDate = dicom_date(study.date)
     ds.StudyTime = _tm(study.time)

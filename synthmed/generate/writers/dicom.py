@@ -24,7 +24,6 @@ from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset, write_file_meta_info
 from pydicom.sequence import Sequence
 from pydicom.sr.codedict import codes
-from pydicom.uid import ExplicitVRLittleEndian
 
 from synthmed.errors import InputError
 from synthmed.generate.uids import IMPLEMENTATION_UID
@@ -32,7 +31,7 @@ from synthmed.generate.writers.base import (NOMINAL_SPACING_MM, Geometry, StudyO
                                             register_writer)
 from synthmed.generate.writers.encoding import ds_text
 from synthmed.io.atomic import write_bytes
-from synthmed.phantoms.dicom_writer import CT_STORAGE, DX_STORAGE, dicom_date, encode_file
+from synthmed.phantoms.dicom_writer import CT_STORAGE, DX_STORAGE, dicom_date, encode_file, new_dataset
 
 MR_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
 
@@ -79,15 +78,7 @@ def _synthesizing_equipment(out: StudyOutput) -> Dataset:
 
 def _base(out: StudyOutput, sop_class: str) -> Dataset:
     study, ctx, uids = out.study, out.ctx, out.uids
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = sop_class
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    meta.ImplementationClassUID = IMPLEMENTATION_UID
-    meta.ImplementationVersionName = "SYNTHMED"
-
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = sop_class
+    ds = new_dataset(sop_class, IMPLEMENTATION_UID, "SYNTHMED")
     ds.SyntheticData = "YES"
     ds.ContributingEquipmentSequence = Sequence([_synthesizing_equipment(out)])
     date = dicom_date(study.date)
