@@ -28,7 +28,7 @@ class FidelitySettings(StrictConfig):
     """Fréchet distance, precision / recall / density / coverage, MS-SSIM diversity, floors."""
 
     k: int = Field(5, ge=1, description="nearest neighbours for PRDC (Naeem et al. 2020)")
-    n_pairs: int = Field(500, ge=10, description="random image pairs for MS-SSIM diversity")
+    n_pairs: int = Field(200, ge=10, description="random image pairs for MS-SSIM diversity")
     n_boot: int = Field(20, ge=2, description="resamples of the holdout patients for each floor")
     min_group: int = Field(20, ge=2, description="fewest images per side to score a condition")
     max_holdout_images: int = Field(1000, ge=8, description=(
@@ -41,7 +41,7 @@ class ConditionSettings(StrictConfig):
     """Classifiers trained on real train images predict each cohort image's finding, sex, age group."""
 
     enabled: bool = True
-    epochs: int = Field(15, ge=1)
+    epochs: int = Field(10, ge=1)
     batch_size: int = Field(64, ge=2)
     lr: float = Field(2e-3, gt=0)
     age_edges: list[float] = Field(default_factory=lambda: [40.0, 60.0], description=(
