@@ -32,7 +32,7 @@ from synthmed.evaluate.slices import slicewise_diversity, slicewise_features
 
 @dataclass(frozen=True)
 class MetricReadout:
-    synthetic: dict[str, float]   # the cohort's value(s), at `floor.size` synthetic images
+    synthetic: dict[str, float]   # the cohort's value(s), at the floor's size (see `_readout`)
     floor: Floor                  # real holdout vs real train, with its interval per number
 
 
@@ -48,10 +48,13 @@ def _readout(metric: Callable, ref, holdout, patients, synth, *, replace: bool, 
              n_boot: int, seed: int) -> MetricReadout:
     fl = real_floor(metric, ref, holdout, patients, n_boot=n_boot, seed=seed, replace=replace,
                     fraction=fraction)
-    if synth.shape[0] < fl.size:
-        raise ValueError(f"{synth.shape[0]} synthetic images; the floor was measured at {fl.size}: "
+    # the bootstrap's interval is centred on the value at the holdout's own size (its replicates
+    # vary in size with the patients drawn); a subsample's on replicates of `size` rows
+    n = fl.n_candidate if replace else fl.size
+    if synth.shape[0] < n:
+        raise ValueError(f"{synth.shape[0]} synthetic images; the floor was measured at {n}: "
                          "give at least as many")
-    return MetricReadout(as_numbers(metric(ref, synth[:fl.size])), fl)
+    return MetricReadout(as_numbers(metric(ref, synth[:n])), fl)
 
 
 def fidelity_diversity(train: np.ndarray, holdout: np.ndarray, synthetic: np.ndarray, *,

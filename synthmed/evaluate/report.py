@@ -151,7 +151,7 @@ def _fidelity_html(fid: dict[str, Any]) -> list[str]:
                  f"train split, and its 95&nbsp;% range over {fl['n_boot']} resamples of those "
                  f"patients: a cohort as good as fresh real patients lands inside it. PRDC and MS-SSIM "
                  f"are compared at {fl['size']} synthetic images (the resamples' size), the Fréchet "
-                 f"distance at {fid['frechet']['floor']['size']}.</p>")
+                 f"distance at {fid['frechet']['floor']['n_candidate']}.</p>")
     parts.append("<table><tr><th>metric</th><th>cohort</th><th>real floor</th><th>real range (95 %)</th>"
                  "<th>reading</th><th>what it measures</th></tr>")
     parts += _metric_rows(fid, True)
