@@ -118,7 +118,8 @@ def _prdc_reference(r, f, k):
 
 def test_prdc_on_images_fresh_at_floor_blurred_worse_in_order(cxr_sets):
     # the Gaussian case below checks noise, collapse and truncation; this one the image
-    # degradation a generator shows most: blur, at three strengths, in the same feature map
+    # degradation a generator shows most: blur, at three strengths, in the feature map of the
+    # Fréchet test
     train, holdout, hold_pat, fresh = cxr_sets
     f_tr = _features(train)
 
@@ -128,14 +129,17 @@ def test_prdc_on_images_fresh_at_floor_blurred_worse_in_order(cxr_sets):
     floor = real_floor(pr, f_tr, holdout, hold_pat, n_boot=20, seed=0, replace=False, fraction=0.5)
     m = floor.size
     got = pr(f_tr, fresh[:m])
-    for key in ("precision", "recall", "density", "coverage"):
+    for key in ("recall", "density", "coverage"):
         assert _at_floor(floor[key], getattr(got, key)), (key, getattr(got, key), floor[key])
-    blurred = [pr(f_tr, _blur(fresh[:m], s)) for s in (0.7, 1.2, 2.0)]
-    # fine detail gone: off the real manifold (precision, density) and away from real images
-    # (coverage), more so the stronger the blur
-    for key in ("precision", "density", "coverage"):
+    # at 30 images against 70 every real replicate has precision 1 (a zero-width floor): a fresh
+    # real set must come close, not inside
+    assert floor["precision"].low == 1.0 and got.precision >= 0.9
+    # this feature map reads fine detail (|Laplacian|), so blur pushes a set off the real manifold
+    # fast: at sigma 0.5 px most of it, from 0.7 px all of it
+    blurred = [pr(f_tr, _blur(fresh[:m], s)) for s in (0.5, 0.7, 1.2)]
+    for key in ("precision", "density", "recall", "coverage"):
         vals = [getattr(b, key) for b in blurred]
-        assert floor[key].low > vals[0] >= vals[1] >= vals[2], (key, vals, floor[key])
+        assert floor[key].low > vals[0] > vals[1] >= vals[2], (key, vals, floor[key])
 
 
 def test_prdc_matches_the_published_formulas_across_chunks():
