@@ -74,7 +74,7 @@ class CohortEvalConfig(StrictConfig):
     # default budget is sized so that the demo's cohort is evaluated in about two minutes on a
     # loaded 2-core CPU (benchmarks/measure_evaluate_demo.py); raise `steps` for real data.
     utility: UtilityConfig | None = Field(default_factory=lambda: UtilityConfig(
-        channels=(8, 16, 32, 32), steps=50))
+        channels=(8, 16, 32, 32), steps=50, lr=5e-3))
     report: ReportSettings = Field(default_factory=ReportSettings)
 
 
