@@ -152,6 +152,11 @@ def test_outputs_are_self_contained_and_name_no_patient(toy):
     assert "<script" not in page.lower() and "http://" not in page and "https://" not in page
     assert "INTERNAL" in page and "Fréchet distance" in page and "Condition agreement" in page
     assert "TSTR / TRTR" in page and "ROC curves of the utility classifiers" in page
+    # a ratio to a baseline at chance is flagged, never read (here the baseline is well above)
+    from synthmed.evaluate.cohort import baseline_at_chance
+
+    assert "Caution" not in page and not baseline_at_chance(rec["utility"])
+    assert baseline_at_chance({"regimes": {"real": {"macro_auc": {"value": 0.55, "low": 0.45}}}})
     text = (out / "evaluation.json").read_text() + page
     for p in ds.patients():
         assert p not in text

@@ -461,6 +461,17 @@ def place(value: float, low: float, high: float) -> str:
     return "within the real range"
 
 
+CHANCE_BASELINE = ("the real-trained classifier is not above chance (its AUC range reaches 0.5), "
+                   "so the TSTR / TRTR ratio says nothing here")
+
+
+def baseline_at_chance(util: dict) -> bool:
+    """Whether the TRTR baseline's interval reaches 0.5: a ratio to a coin toss is no reading."""
+    real = ((util.get("regimes") or {}).get("real") or {}).get("macro_auc") or {}
+    low = real.get("low")
+    return low is not None and low <= 0.5
+
+
 def summary_text(record: dict) -> str:
     if "data" not in record:  # a sampler sweep alone
         sw = record["sweep"]
@@ -504,7 +515,8 @@ def summary_text(record: dict) -> str:
         ratio = (util.get("tstr_trtr") or {}).get("value")
         lines.append("utility (macro AUC on the real holdout): " + ", ".join(
             f"{k} {_fmt(v)}" for k, v in macro.items()) + f"; TSTR/TRTR {_fmt(ratio)}"
-            + (f" ({util['note']})" if util.get("note") else ""))
+            + (f" ({util['note']})" if util.get("note") else "")
+            + (f"; {CHANCE_BASELINE}" if baseline_at_chance(util) else ""))
     elif util:
         lines.append(f"utility: not measured ({util.get('not_evaluated') or util.get('not_measured')})")
     return "\n".join(lines)

@@ -234,6 +234,10 @@ def _utility_html(util: dict[str, Any], roc) -> list[str]:
                  + (f" (range {rng})" if rng else "") + ".</p>")
     if util.get("note"):
         parts.append(f"<p class='note'>{esc(util['note'])}</p>")
+    from synthmed.evaluate.cohort import CHANCE_BASELINE, baseline_at_chance
+
+    if baseline_at_chance(util):
+        parts.append(f"<p class='note'>Caution: {esc(CHANCE_BASELINE)}.</p>")
     for lab, why in (util.get("not_evaluable") or {}).items():
         parts.append(f"<p>{esc(lab)}: not evaluable, {esc(str(why))}.</p>")
     if roc:
