@@ -7,13 +7,15 @@ the machine allows, the encoder before the model is even trained):
             config's settings and seed (byte for byte what `evaluate_cohort` would train) -> WORK/encoder
   cohort    `generate_cohort` (the `synthmed sample` path: conditions drawn like the training
             population) -> WORK/cohort
-  evaluate  `evaluate_cohort` (fidelity, diversity with floors, condition agreement) -> WORK/evaluation,
-            then `utility` (four regimes on the real holdout) -> WORK/utility.json
+  evaluate  `evaluate_cohort` (fidelity, diversity with floors, condition agreement) -> WORK/evaluation
+  utility   `utility` (four regimes on the real holdout) -> WORK/utility.json
   sweep     `sweep_steps` at --sweep-steps -> WORK/sweep.json, benchmarks/figures/sweep_nih.png
   report    everything above -> benchmarks/results_evaluate_nih.json and a markdown table (printed)
 
     python benchmarks/measure_evaluate_nih.py --phase encoder --work W --dataset D
-    python benchmarks/measure_evaluate_nih.py --phase cohort evaluate --work W --dataset D --run R
+    python benchmarks/measure_evaluate_nih.py --phase cohort --work W --dataset D --run R
+    python benchmarks/measure_evaluate_nih.py --phase evaluate --work W --dataset D   # these two
+    python benchmarks/measure_evaluate_nih.py --phase utility --work W --dataset D    # in parallel
     python benchmarks/measure_evaluate_nih.py --phase sweep --work W --dataset D --run R
     python benchmarks/measure_evaluate_nih.py --phase report --work W --dataset D --run R
 """
@@ -42,10 +44,8 @@ FIGURE = ROOT / "benchmarks" / "figures" / "sweep_nih.png"
 
 
 def _clock(work: Path, name: str, seconds: float) -> None:
-    p = work / "clock.json"
-    d = json.loads(p.read_text()) if p.is_file() else {}
-    d[name] = round(seconds, 1)
-    write_json(p, d)
+    # one file per phase: phases run as parallel processes
+    write_json(work / f"clock_{name}.json", {name: round(seconds, 1)})
 
 
 def phase_encoder(args, ds: Dataset) -> None:
@@ -76,17 +76,22 @@ def phase_cohort(args, ds: Dataset) -> None:
 
 
 def phase_evaluate(args, ds: Dataset) -> None:
-    from synthmed.data.cohort import Cohort
-    from synthmed.data.values import intensity_range
-    from synthmed.evaluate.cohort import _multi_hot, evaluate_cohort
-    from synthmed.evaluate.runner import finding_labels, label_targets
-    from synthmed.evaluate.utility import UtilityConfig, utility
+    from synthmed.evaluate.cohort import evaluate_cohort
 
     t0 = time.perf_counter()
     ev = evaluate_cohort(ds, args.work / "cohort", args.work / "evaluation", encoder=args.work / "encoder",
                          seed=args.seed, overwrite=True)
     _clock(args.work, "evaluate_cohort", time.perf_counter() - t0)
     print(ev.summary())
+
+
+def phase_utility(args, ds: Dataset) -> None:
+    from synthmed.data.cohort import Cohort
+    from synthmed.data.values import intensity_range
+    from synthmed.evaluate.cohort import _multi_hot
+    from synthmed.evaluate.runner import finding_labels, label_targets
+    from synthmed.evaluate.utility import UtilityConfig, utility
+
     co = Cohort.open(args.work / "cohort", intensity_range(ds.info))
     findings = finding_labels(ds.label_vocabulary)
     tr, ho = ds.require_split("train"), ds.require_split("holdout")
@@ -125,7 +130,7 @@ def phase_report(args, ds: Dataset) -> None:
     ev = json.loads((args.work / "evaluation" / "evaluation.json").read_text())
     ut = json.loads((args.work / "utility.json").read_text())
     sw = json.loads((args.work / "sweep.json").read_text()) if (args.work / "sweep.json").is_file() else None
-    clock = json.loads((args.work / "clock.json").read_text())
+    clock = {k: v for p in sorted(args.work.glob("clock_*.json")) for k, v in json.loads(p.read_text()).items()}
     run = json.loads((Path(args.run) / "run.json").read_text()) if (Path(args.run) / "run.json").is_file() else {}
     ut_small = {k: v for k, v in ut.items() if k != "roc"}  # the curves stay in WORK/utility.json
     out = {"machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
@@ -210,7 +215,7 @@ def markdown(out: dict) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--phase", nargs="+", required=True,
-                    choices=["encoder", "cohort", "evaluate", "sweep", "report"])
+                    choices=["encoder", "cohort", "evaluate", "utility", "sweep", "report"])
     ap.add_argument("--work", type=Path, required=True)
     ap.add_argument("--dataset", type=Path, required=True)
     ap.add_argument("--run", type=Path)
