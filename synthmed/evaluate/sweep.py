@@ -8,8 +8,8 @@ as the audit trains it, or the `embedder` given: one encoder for audit and evalu
 
 - Fréchet distance to the real train images, precision / recall / density / coverage (k-NN in the
   same space) and the intensity W1 (pixels, where too few steps leave noise);
-- beside each, the real floor: real holdout patients subsampled to the same size against the
-  train split (`floor.real_floor`), since every one of these numbers moves with the set size;
+- beside each, the real floor: real holdout images of randomly ordered whole patients, cut at the
+  same size, against the train split, since every one of these numbers moves with the set size;
 - each setting's own spread: the standard deviation over `n_boot` bootstrap resamples of its set.
 
 All settings are compared at one size, m = the fewest images any setting drew (`n_at` may give
@@ -37,7 +37,7 @@ import numpy as np
 
 from synthmed.errors import InputError
 from synthmed.evaluate.fidelity import frechet_distance, histogram_w1
-from synthmed.evaluate.floor import Floor, real_floor
+from synthmed.evaluate.floor import Floor, Interval, patient_groups
 from synthmed.evaluate.prdc import prdc
 from synthmed.io.atomic import write_bytes
 
@@ -154,6 +154,35 @@ def _metrics(embed_train: np.ndarray, x_train: np.ndarray, k: int) -> Callable:
     return metric
 
 
+def _floor_at(metric: Callable[[np.ndarray], dict], patients: np.ndarray, m: int, n_boot: int,
+              seed: int, n_reference: int) -> Floor:
+    """The real floor at exactly m images: holdout patients in a random order, their images taken
+    until m are reached (the last patient cut), against the train split. `floor.real_floor`
+    subsamples whole patients, so its sets vary in size, and at the few images a slow setting
+    affords a set could fall below PRDC's k + 1 points. Interval: mean +- 1.96 sd / sqrt(1 - f),
+    f = m / holdout images, the finite-population correction `real_floor` uses too."""
+    groups = patient_groups(patients, len(patients))
+    if m >= len(patients):
+        raise InputError(f"sweep: {m} images to compare, but the holdout has only {len(patients)}")
+    rng = np.random.default_rng(seed)
+    full = metric(np.arange(len(patients)))
+    reps: dict[str, list[float]] = {k: [] for k in full}
+    for _ in range(n_boot):
+        rows = np.concatenate([groups[g] for g in rng.permutation(len(groups))])[:m]
+        for k, v in metric(rows).items():
+            reps[k].append(v)
+    f = m / len(patients)
+    metrics = {}
+    for k, v in full.items():
+        a = np.asarray(reps[k])
+        sd = float(a.std(ddof=1))
+        half = 1.96 * sd / math.sqrt(1.0 - f)
+        metrics[k] = Interval(value=float(v), mean=float(a.mean()), std=sd,
+                              low=float(a.mean()) - half, high=float(a.mean()) + half)
+    return Floor(metrics=metrics, n_boot=int(n_boot), replace=False, fraction=float(f), size=int(m),
+                 n_reference=int(n_reference), n_candidate=len(patients), n_patients=len(groups), seed=int(seed))
+
+
 def _as_embed(embedder) -> Callable[[np.ndarray], np.ndarray]:
     if embedder is None:
         return None
@@ -207,13 +236,7 @@ def sweep_steps(model, dataset, steps: Sequence[int], *, n: int, seed: int = 0, 
     f_tr = np.asarray(embed(x_tr), np.float64)
     f_ho = np.asarray(embed(x_ho), np.float64)
     metric = _metrics(f_tr, x_tr, k)
-    # the floor at the comparison size: whole holdout patients, about m images per subsample
-    n_pat = np.unique(pat_ho).size
-    fraction = min(0.9, max(m / x_ho.shape[0], 2.0 / n_pat))
-    # real_floor resamples candidate rows: give it holdout row numbers, read both views by them
-    floor = real_floor(lambda _ref, rows: metric(None, (f_ho[rows], x_ho[rows])), f_tr,
-                       np.arange(x_ho.shape[0]), pat_ho, n_boot=n_boot, seed=seed,
-                       replace=False, fraction=fraction)
+    floor = _floor_at(lambda rows: metric(None, (f_ho[rows], x_ho[rows])), pat_ho, m, n_boot, seed, x_tr.shape[0])
 
     points = []
     rng = np.random.default_rng(seed)
@@ -254,7 +277,8 @@ def sweep_steps(model, dataset, steps: Sequence[int], *, n: int, seed: int = 0, 
                 "encoder": encoder_record, "torch_threads": torch.get_num_threads(),
                 "model_hash": getattr(model, "model_hash", None),
                 "costs_rule": "Fréchet > reference + 2 sqrt(sd^2 + sd_ref^2), sd over bootstrap resamples",
-                "floor": f"holdout patients subsampled (fraction {fraction:.3f}) against the train split"}
+                "floor": f"{m} holdout images of whole patients in random order (the last cut) against "
+                         "the train split, {n_boot} draws"}
     return SweepResult(marked, floor, m, ref.steps, max(costly) if costly else None, settings)
 
 
