@@ -321,11 +321,11 @@ def test_sweep_of_a_generator_is_an_evaluation_folder(tmp_path, capsys):
     tr = ds.require_split("train")
     model = fit_gaussian_model(np.asarray(ds.images[tr]), ds.label_matrix()[tr], k=12)
     with pytest.raises(InputError, match="is not the dataset the model was trained on"):
-        evaluate_sweep(model, ds, tmp_path / "sw", [1, 4], n=24, encoder=_Blocks())
+        evaluate_sweep(model, ds, tmp_path / "sw", [1, 4], n=12, encoder=_Blocks())
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        res = evaluate_sweep(model, ds, tmp_path / "sw", [1, 4], n=24, encoder=_Blocks(),
+        res = evaluate_sweep(model, ds, tmp_path / "sw", [1, 4], n=12, encoder=_Blocks(),
                              allow_other_dataset=True)
     finally:
         torch.set_num_threads(before)
