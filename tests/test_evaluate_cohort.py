@@ -297,6 +297,25 @@ def test_volumes_are_read_slice_wise(tmp_path):
     assert ms["floor"]["n_candidate"] == 12 and 0 < ms["synthetic"]["ms_ssim"] < 1
     page = (tmp_path / "e3" / "report.html").read_text()
     assert "MS-SSIM" in page
+    # a 2D encoder given for volumes reads them slice-wise (2.5D): one vector per volume from
+    # 3 planes x 3 slices, slices resized to the encoder's input
+    from synthmed.audit.embeddings import ContrastiveEncoder
+
+    slices = np.asarray(ds.images[ds.indices("train")])[:, 8]
+    enc2d = ContrastiveEncoder(2, (12, 12), dim=16, seed=0)
+    enc2d.fit(np.stack([ndi_zoom(s) for s in slices]), steps=3, batch_size=8)
+    enc2d.save(tmp_path / "enc2d")
+    rec2 = evaluate_cohort(ds, cohort, tmp_path / "e4", config=cfg, encoder=tmp_path / "enc2d", seed=0).record
+    assert rec2["encoder"]["slicewise"] is True and rec2["encoder"]["spatial_dims"] == 2
+    assert rec2["fidelity"]["prdc"]["floor"]["n_candidate"] == 12
+    assert rec2["fidelity"]["frechet"]["synthetic"] != rec["fidelity"]["frechet"]["synthetic"]
+
+
+def ndi_zoom(image):
+    """A 16 x 16 slice resized to 12 x 12 (the 2D encoder's input)."""
+    from scipy import ndimage
+
+    return ndimage.zoom(image, 0.75, order=1).astype(np.float32)
 
 
 class _Blocks:
