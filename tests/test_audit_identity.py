@@ -248,9 +248,13 @@ def test_a_cohort_showing_members_fails_by_the_identity_rule_and_strangers_do_no
     # patients, are not what this test is about)
     ident_rules = [r for r in unrelated.verdict.rules if "identity" in r.rule]
     # (not failed: at toy sizes an AUC range may still reach 0.6, which is inconclusive, not a leak)
-    assert len(ident_rules) == 2 and all(r.outcome != "fail" for r in ident_rules), [r.explanation for r in ident_rules]
-    # counted in the Bonferroni divisor: 3 pixel attacks + identity -> 2 x 4 + 1
-    assert leaky.audit["thresholds"]["statistical_rules"] == 9
+    assert len(ident_rules) == 3 and all(r.outcome != "fail" for r in ident_rules), [r.explanation for r in ident_rules]
+    # the leak of 16 of 40 members crowds the top of the identity ranking: the link-excess rule fails
+    (link,) = [r for r in leaky.verdict.rules if r.rule == "identity_link_excess:identity/reid"]
+    assert link.outcome == "fail" and link.measured <= link.threshold, link.explanation
+    assert ran["identity"]["link_excess"]["p_value"] == link.measured
+    # counted in the Bonferroni divisor: 3 pixel attacks + identity -> 2 x 4 + 1, + the link test
+    assert leaky.audit["thresholds"]["statistical_rules"] == 10
 
 
 def test_linked_pairs_are_in_the_record_and_the_report_marked_internal(toy_audits, people):
