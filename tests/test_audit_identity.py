@@ -410,10 +410,10 @@ def test_knee_other_knee_of_a_tenth_of_members_is_never_passed_and_the_audit_say
     30 of 300 members among 270 unrelated knees. A per-patient AUC cannot show a leak of a tenth of
     the members (at most ~0.55 with a perfect network); the link-excess rule could, but only if a
     member's other knee out-links the best of 300 strangers, and the CI network (60 steps, 32 px,
-    verification AUC 0.91-0.93) rarely does: over seeds 0-2 of this case its genuine pairs reach
-    the rule's tails 0-4 % of the time, power against the tier's leak 0.1-0.2 %, p = 1.0 (a
-    400-step 64 px network, AUC 0.978: sensitivity 3-26 %, power <= 0.2 %, p 0.08-1.0;
-    benchmarks/RESULTS.md). So the audit cannot FAIL it, and before the link rule it PASSED it
+    verification AUC 0.92-0.93) rarely does: over seeds 0-2 of this case its genuine pairs reach
+    the rule's tails 0-8 % of the time, power against the tier's leak 0.1-0.4 %, p 0.21-1.0 (a
+    400-step 64 px network, AUC 0.978: sensitivity 2-26 %, power <= 0.2 %, p 0.08-1.0;
+    benchmarks/bench_identity_rule.py, benchmarks/RESULTS.md). So the audit cannot FAIL it, and before the link rule it PASSED it
     (identity AUC 0.526). Now the rule is inconclusive with its power in the record, so the
     verdict is not a pass and the report says a better network is needed."""
     case, work = knee_case
