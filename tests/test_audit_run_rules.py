@@ -42,11 +42,12 @@ def test_shipped_profiles_load_and_controlled_is_looser():
     assert PUBLIC.tier == "public" and CONTROLLED.tier == "controlled"
     assert CONTROLLED.attacks.max_auc > PUBLIC.attacks.max_auc
     assert CONTROLLED.attacks.max_tpr > PUBLIC.attacks.max_tpr
-    # 6 attack/space pairs and the identity attack -> 15 statistical rules share the 5 % (Bonferroni)
+    # 6 attack/space pairs and the identity attack (AUC, TPR and its link-excess test) -> 16
+    # statistical rules share the 5 % (Bonferroni)
     assert PUBLIC.identity.enabled and CONTROLLED.identity.enabled
     assert not PUBLIC.identity.fallback_can_pass
-    assert PUBLIC.n_statistical_rules() == 15
-    assert PUBLIC.decision_alpha() == pytest.approx(0.05 / 15)
+    assert PUBLIC.n_statistical_rules() == 16
+    assert PUBLIC.decision_alpha() == pytest.approx(0.05 / 16)
     # without it, as before the identity section existed
     assert AuditProfile().n_statistical_rules() == 13 and not AuditProfile().identity.enabled
 

@@ -154,6 +154,8 @@ def calibrate_identity(images: np.ndarray, patients: np.ndarray, network, profil
     ids = np.asarray(patients).astype(str)
     space = IdentitySpace(_Lookup(network.embed(images)), "calibration: embeddings computed once",
                           False, {"estimable": True})
+    ver = getattr(network, "verification", None)
+    genuine = list(getattr(ver, "genuine_quantiles", ()) or ()) or None
     attack = IdentityAttack()
     uniq = np.unique(ids)
     if n_attacks is None:
@@ -188,7 +190,7 @@ def calibrate_identity(images: np.ndarray, patients: np.ndarray, network, profil
         scored = attack.score(ctx)
         run = measure_attack(attack.name, attack.space, scored.scores, ctx.candidate_patients,
                              ctx.member_patients, profile, alpha, seed + 7919 * k,
-                             aggregate=attack.aggregate)
+                             aggregate=attack.aggregate, tail_test=attack.tail_test, genuine_quantiles=genuine)
         # the verdict's own rules for this attack; the copy rules get a measure that cannot fail
         # them, and are dropped: only the identity rows are this calibration's subject
         no_copies = MemorisationMeasure(len(syn), 0, (0.0, 0.0), 0.0, (0.0, 1.0), 0, 0.0)
@@ -203,8 +205,11 @@ def calibrate_identity(images: np.ndarray, patients: np.ndarray, network, profil
         aucs.append(run.measure.auc)
         tprs.append(run.measure.tpr)
         n_m, n_h, n_s = members.size, holdout.size, syn.size
+        link = run.measure.link
         per_split.append({"split": k, "failed": failed, "auc": run.measure.auc,
-                          "auc_ci": list(run.measure.auc_ci), "tpr": run.measure.tpr})
+                          "auc_ci": list(run.measure.auc_ci), "tpr": run.measure.tpr,
+                          "outcomes": {r.rule: r.outcome for r in rules},
+                          "link_p_value": link.p_value, "link_power": link.power})
     return IdentityCalibration(n_splits, n_failed, failed_rules, aucs, tprs, n_m, n_h, n_s, alpha,
                                leak_fraction, per_split)
 

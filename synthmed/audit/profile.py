@@ -120,6 +120,28 @@ class IdentityRules(IdentitySettings):
         False, description="when no re-identification network can be trained (no patient with two "
                            "images) the attack falls back to the augmentation-invariant encoder; "
                            "may a pass found that way count? (false: it is reported as not evaluated)")
+    link_tails: list[float] = Field(
+        default_factory=lambda: [0.01, 0.02, 0.05, 0.1, 0.2], min_length=1, max_length=8,
+        description="the link-excess rule looks at these top shares of the pooled training + holdout "
+                    "patients, ranked by their best link to a synthetic image (synthmed.audit.linktest)")
+    rule_out_share: float = Field(
+        0.1, gt=0.0, le=1.0,
+        description="the smallest share of training patients whose identity leaks (each as "
+                    "recognisable as a second real image of them) that a pass must rule out")
+    min_power: float = Field(0.8, gt=0.0, lt=1.0,
+                             description="a pass needs the link-excess rule to catch that leak with at "
+                                         "least this probability; below it the rule is inconclusive")
+
+    @field_validator("link_tails")
+    @classmethod
+    def _shares(cls, tails: list[float]) -> list[float]:
+        if any(not 0.0 < t < 1.0 for t in tails) or sorted(set(tails)) != list(tails):
+            raise ValueError("link_tails must be increasing shares in (0, 1)")
+        return tails
+
+    def network_settings(self) -> dict:
+        """The re-identification network's own settings (what reid.json records)."""
+        return self.model_dump(exclude={"fallback_can_pass", "link_tails", "rule_out_share", "min_power"})
 
 
 class Sizes(StrictConfig):
@@ -191,11 +213,12 @@ class AuditProfile(StrictConfig):
         """How many rules decide from an interval (the Bonferroni divisor)."""
         n = n_attacks if n_attacks is not None else (len(self.attacks.attacks) * len(self.attacks.spaces)
                                                      + int(self.identity.enabled))
-        # AUC and TPR per attack, plus the memorisation rate. The DCR share (synthetic images
+        # AUC and TPR per attack, plus the memorisation rate, plus the identity attack's
+        # link-excess test (synthmed.audit.linktest) when the profile has it. The DCR share (synthetic images
         # nearer to train than to holdout) is reported but not a rule: images cluster within
         # patients, so its binomial interval is too narrow and it failed a generator that never
         # saw the members on NIH (78.5 % vs a 69.2 % null, tests/test_audit_run.py).
-        return 2 * n + 1
+        return 2 * n + 1 + int(self.identity.enabled)
 
     def decision_alpha(self, n_attacks: int | None = None) -> float:
         """Per-interval alpha so that all decisions together hold at `confidence`."""

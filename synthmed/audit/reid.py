@@ -75,6 +75,9 @@ class IdentitySettings(StrictConfig):
     dim: int = Field(128, ge=4, description="embedding size")
     channels: tuple[int, ...] = Field((16, 32, 64, 128), min_length=2, max_length=6)
     convs_per_stage: int = Field(1, ge=1, le=3, description="3x3 convolutions per resolution")
+    pool: Literal["grid", "avg", "gem"] = Field(
+        "grid", description="head: grid (a 4-per-axis average pool, position-sensitive), avg or gem "
+                            "(one global average / generalised-mean pool: shift-invariant)")
     work_size: int = Field(64, ge=8, description="images are resized to at most this per axis "
                                                  "(2D; volumes use at most half of it)")
     lr: float = Field(2e-3, gt=0, le=1)
@@ -105,11 +108,15 @@ class ReidCNN(nn.Module):
     small adaptive pool (4 per axis) flattened into a linear layer.
 
     Identity lives in the layout of anatomy (the shape of a joint space, of ribs and heart), which
-    a global average pool would throw away; the 4-per-axis pool keeps a coarse map of it.
+    a global average pool would throw away; the 4-per-axis pool keeps a coarse map of it. Measured
+    (knee, 200 steps, 500 held-out patients): grid verification AUC 0.960, planted other-knees
+    linked rank-1 17.5 %; one global average pool 0.940 / 6.0 %, shifted copies included. Shifts
+    are covered by the training views (up to 6 %, the copy search's range) instead; `pool` keeps
+    the shift-invariant heads for experiments.
     """
 
     def __init__(self, spatial_dims: int, channels: tuple[int, ...] = (16, 32, 64, 128), dim: int = 128,
-                 convs_per_stage: int = 1):
+                 convs_per_stage: int = 1, pool: str = "grid"):
         super().__init__()
         from monai.networks.blocks import Convolution
 
@@ -122,12 +129,16 @@ class ReidCNN(nn.Module):
                        for _ in range(convs_per_stage - 1)]
             c_in = c
         self.features = nn.Sequential(*layers)
-        pool = 4 if spatial_dims == 2 else 2
-        self.pool = (nn.AdaptiveAvgPool2d(pool) if spatial_dims == 2 else nn.AdaptiveAvgPool3d(pool))
-        self.out = nn.Linear(c_in * pool ** spatial_dims, dim)
+        self.pool_kind = pool
+        cells = (4 if spatial_dims == 2 else 2) if pool == "grid" else 1
+        self.pool = (nn.AdaptiveAvgPool2d(cells) if spatial_dims == 2 else nn.AdaptiveAvgPool3d(cells))
+        self.out = nn.Linear(c_in * cells ** spatial_dims, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.out(self.pool(self.features(x)).flatten(1))
+        f = self.features(x)
+        if self.pool_kind == "gem":  # generalised mean (p = 3): between average and max pooling
+            return self.out(self.pool(f.clamp(min=1e-6) ** 3).pow(1.0 / 3).flatten(1))
+        return self.out(self.pool(f).flatten(1))
 
 
 def _augmentation(kind: str) -> tuple[AugmentConfig, bool]:
@@ -178,10 +189,12 @@ class ReidNetwork(_TorchEmbedder):
         self.arch = {"name": ARCHITECTURE, "kwargs": {"spatial_dims": spatial_dims,
                                                       "channels": list(settings.channels),
                                                       "dim": settings.dim,
-                                                      "convs_per_stage": settings.convs_per_stage}}
+                                                      "convs_per_stage": settings.convs_per_stage,
+                                                      "pool": settings.pool}}
         if net is None:
             torch.manual_seed(self.seed)
-            net = ReidCNN(spatial_dims, tuple(settings.channels), settings.dim, settings.convs_per_stage)
+            net = ReidCNN(spatial_dims, tuple(settings.channels), settings.dim, settings.convs_per_stage,
+                          settings.pool)
         self.net = net.eval()
         self.training: dict[str, Any] = {}
         self.verification: Verification | None = None
@@ -361,7 +374,7 @@ def load_reid_network(folder: str | Path) -> ReidNetwork:
         raise InputError(f"{weights}: sha256 differs from the one in {CONFIG_FILE} (corrupt, or "
                          "from another network)")
     torch.manual_seed(0)
-    net = ReidCNN(spatial_dims, tuple(settings.channels), settings.dim, settings.convs_per_stage)
+    net = ReidCNN(spatial_dims, tuple(settings.channels), settings.dim, settings.convs_per_stage, settings.pool)
     try:
         net.load_state_dict(load_file(str(weights)), strict=True)
     except (SafetensorError, RuntimeError, OSError) as err:
@@ -425,10 +438,15 @@ class Verification:
     estimable: bool
     note: str = ""
     alpha: float = 0.05
+    # cosine similarity of the genuine pairs at probabilities 0, 1/100, ..., 1 (pair-weighted):
+    # how strongly a second image of a person links to them, which the identity rule's power
+    # needs (synthmed.audit.linktest); empty when not measured (records written before it)
+    genuine_quantiles: tuple[float, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["ci"] = list(self.ci)
+        d["genuine_quantiles"] = list(self.genuine_quantiles)
         return d
 
     @classmethod
@@ -439,7 +457,8 @@ class Verification:
         ci = d.get("ci") or [None, None]
         return cls(num(d.get("auc")), (num(ci[0]), num(ci[1])), int(d.get("n_patients", 0)),
                    int(d.get("n_pairs", 0)), int(d.get("n_impostor_pairs", 0)),
-                   bool(d.get("estimable", False)), str(d.get("note", "")), float(d.get("alpha", 0.05)))
+                   bool(d.get("estimable", False)), str(d.get("note", "")), float(d.get("alpha", 0.05)),
+                   tuple(float(q) for q in (d.get("genuine_quantiles") or ())))
 
     def tells_apart(self, min_auc: float) -> bool:
         """Evidence that the network separates patients: the interval's lower bound >= min_auc."""
@@ -447,6 +466,7 @@ class Verification:
 
 
 MAX_IMPOSTOR_PAIRS = 2_000_000
+GENUINE_QUANTILES = 101
 
 
 def verify_network(net: ReidNetwork, images: np.ndarray, patient_ids: np.ndarray, *,
@@ -506,8 +526,9 @@ def verify_network(net: ReidNetwork, images: np.ndarray, patient_ids: np.ndarray
         boots[b] = _auc_weighted(genuine, imp_sorted, wg, wi)
     boots = boots[np.isfinite(boots)]
     lo, hi = (np.quantile(boots, [alpha / 2, 1 - alpha / 2]) if boots.size else (math.nan, math.nan))
+    quant = tuple(float(q) for q in np.quantile(genuine, np.linspace(0.0, 1.0, GENUINE_QUANTILES)))
     return Verification(float(auc), (float(lo), float(hi)), n_rep, int(genuine.size),
-                        int(impostor.size), True, "", alpha)
+                        int(impostor.size), True, "", alpha, quant)
 
 
 # ----------------------------------------------------------------------------------- links

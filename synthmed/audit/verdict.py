@@ -51,6 +51,8 @@ class AttackMeasure:
     # why a passing result cannot count (the attack's evidence is too weak to certify anything);
     # its rules then become one "not evaluated" row, which is not a pass
     cannot_pass: str = ""
+    # the link-excess test (synthmed.audit.linktest.LinkExcess) when the attack has one
+    link: Any = None
 
     @property
     def name(self) -> str:
@@ -253,6 +255,45 @@ def tpr_rule(profile: AuditProfile, a: AttackMeasure, alpha: float | None = None
                 outcome="inconclusive", nonmembers_needed=need)
 
 
+def link_rule(profile: AuditProfile, a: AttackMeasure, alpha: float) -> Rule:
+    """Fail when training patients crowd the top of the identity ranking beyond chance (an exact
+    permutation test, synthmed.audit.linktest); pass only when the test had the power to catch the
+    leak this tier must rule out; otherwise inconclusive."""
+    t = a.link
+    j = t.best_tail
+    ident = profile.identity
+    share = ident.rule_out_share
+    head = (f"Ranking every training and holdout patient by how strongly a synthetic image shows them "
+            f"({_words(a.attack)}), {t.members_in_tail[j]} of the top {t.tail_sizes[j]} are training "
+            f"patients, where chance gives about {t.expected_members[j]:.1f} "
+            f"({t.n_members} training and {t.n_nonmembers} holdout patients).")
+    details = t.to_dict() | {"alpha": alpha, "min_power": ident.min_power}
+    name = f"identity_link_excess:{a.name}"
+    if t.p_value <= alpha:
+        return Rule(name, t.p_value, alpha, False,
+                    head + " That many is very unlikely by chance: synthetic images show training "
+                    "patients more than they show people the generator never saw.", details)
+    if t.power is None:
+        return Rule(name, t.p_value, alpha, False,
+                    head + f" That is within chance, but it cannot count as a pass: {t.note}.",
+                    details, outcome="inconclusive")
+    if t.power >= ident.min_power:
+        return Rule(name, t.p_value, alpha, True,
+                    head + f" That is within chance, and had {_pct(share)} of the training patients "
+                    f"been shown as clearly as a second image of themselves, this audit would have "
+                    f"caught it {_pct(t.power)} of the time: no such leak.", details)
+    more = (f" About {t.nonmembers_needed} holdout patients would be enough."
+            if t.nonmembers_needed is not None else
+            " No audit size within reach would be enough with this network: a network that "
+            "recognises people better is needed.")
+    return Rule(name, t.p_value, alpha, False,
+                head + f" That is within chance, but had {_pct(share)} of the training patients been "
+                f"shown as clearly as a second image of themselves, this audit would have caught it "
+                f"only {_pct(t.power)} of the time (at least {_pct(ident.min_power)} is needed): "
+                f"inconclusive." + more, details, outcome="inconclusive",
+                nonmembers_needed=t.nonmembers_needed)
+
+
 def not_evaluated_rule(name: str, reason: str) -> Rule:
     """An attack the profile requires that could not run: inconclusive in every tier. A verdict of
     `pass` certifies that each required attack was tried and failed, and without its evidence the
@@ -306,6 +347,8 @@ def evaluate(profile: AuditProfile, attacks: list[AttackMeasure],
     rules = [hard_copy_rule(profile, memorisation), memorisation_rule(profile, memorisation)]
     for a in attacks:
         pair = [auc_rule(profile, a, n_eval), tpr_rule(profile, a, alpha)]
+        if a.link is not None:
+            pair.append(link_rule(profile, a, alpha))
         if a.cannot_pass and not any(r.outcome == "fail" for r in pair):
             pair = [unproven_rule(a, pair)]
         rules += pair
@@ -341,4 +384,4 @@ def evaluate(profile: AuditProfile, attacks: list[AttackMeasure],
 
 
 __all__ = ["AttackMeasure", "AuditSize", "MemorisationMeasure", "OUTCOMES", "Rule", "Verdict", "evaluate",
-           "unproven_rule"]
+           "link_rule", "unproven_rule"]

@@ -93,6 +93,9 @@ class Attack:
     fixed_space: ClassVar[str | None] = None
     # how a patient's image scores combine (None: the profile's attacks.aggregate)
     aggregate: ClassVar[str | None] = None
+    # also judged by the link-excess test (synthmed.audit.linktest): members crowding the top of
+    # the ranking, the signature of a leak of a FEW patients (the identity attack's)
+    tail_test: ClassVar[bool] = False
 
     def __init__(self, space: str | None = None):
         self.space = space if self.fixed_space is None else self.fixed_space

@@ -73,6 +73,7 @@ class IdentityAttack(Attack):
     needs = frozenset({"synthetic", "identity_network"})
     fixed_space = "reid"
     aggregate: ClassVar[str] = "max"  # a patient is linked when ANY of their images is
+    tail_test: ClassVar[bool] = True
 
     def unavailable(self, ctx: AttackContext) -> str | None:
         space = ctx.identity_network
@@ -84,8 +85,11 @@ class IdentityAttack(Attack):
         space: IdentitySpace = ctx.identity_network
         real = np.concatenate([ctx.inputs.train, ctx.inputs.holdout])
         found = links(space.embedder, real, ctx.candidate_patients, ctx.inputs.synthetic)
-        # per image: its best similarity to any synthetic image (the patient's score is the max)
-        return AttackScores(found.image_score, extra={"links": found}, cannot_pass=space.cannot_pass)
+        # per image: its best similarity to any synthetic image (the patient's score is the max);
+        # the genuine-pair similarities of the network's verification give the tail test its power
+        genuine = None if space.fallback else (space.verification or {}).get("genuine_quantiles")
+        return AttackScores(found.image_score, extra={"links": found, "genuine_quantiles": genuine},
+                            cannot_pass=space.cannot_pass)
 
 
 @register_attack
@@ -115,7 +119,8 @@ def _verification_dict(v: Any, measured_on: str) -> dict[str, Any]:
             "ci": [None if c is None or not np.isfinite(c) else float(c) for c in ci],
             "estimable": bool(get("estimable", False)), "n_patients": int(get("n_patients", 0) or 0),
             "n_pairs": int(get("n_pairs", 0) or 0), "note": str(get("note", "") or ""),
-            "measured_on": measured_on}
+            "measured_on": measured_on,
+            "genuine_quantiles": [float(q) for q in (get("genuine_quantiles") or ()) if q is not None]}
 
 
 def prepare_identity(inputs, profile, seed: int, weights=None, encoder=None, make_encoder=None,
@@ -138,7 +143,7 @@ def prepare_identity(inputs, profile, seed: int, weights=None, encoder=None, mak
         # a share of the repeat patients is kept out of training to verify it (reid.fit_identity_network)
         from synthmed.errors import InputError
 
-        settings = reid.IdentitySettings(**ident.model_dump(exclude={"fallback_can_pass"}))
+        settings = reid.IdentitySettings(**ident.network_settings())
         try:
             net = reid.fit_identity_network(inputs.train, inputs.train_patients, settings, seed, on_step=on_step)
         except InputError as err:  # too few left to train on once the validation patients are out

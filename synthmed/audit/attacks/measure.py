@@ -77,10 +77,13 @@ def summarise_attack(member_scores: np.ndarray, nonmember_scores: np.ndarray, *,
 
 def measure_attack(attack: str, space: str, image_scores: np.ndarray, image_patients: np.ndarray,
                    member_patients: set[str], profile: "AuditProfile", alpha: float,
-                   seed: int, aggregate: str | None = None) -> AttackRun:
+                   seed: int, aggregate: str | None = None, tail_test: bool = False,
+                   genuine_quantiles=None) -> AttackRun:
     """Patient-level AUC (bootstrap interval), TPR at low FPRs (exact intervals), epsilon.
 
-    aggregate: how a patient's image scores combine (default: the profile's)."""
+    aggregate: how a patient's image scores combine (default: the profile's). tail_test: also the
+    link-excess test (synthmed.audit.linktest; the identity attack's), with the profile's
+    identity settings; genuine_quantiles (from the network's verification) give its power."""
     from synthmed.audit import stats
 
     ids, scores = aggregate_by_patient(image_scores, image_patients, how=aggregate or profile.attacks.aggregate)
@@ -101,9 +104,16 @@ def measure_attack(attack: str, space: str, image_scores: np.ndarray, image_pati
                                        "unbounded: the attack is right with no false alarm it could be blamed on")
         rates[f"{target:g}"] = (r, d)
     main = rates[f"{profile.attacks.target_fpr:g}"][0]
+    link = None
+    if tail_test:
+        from synthmed.audit.linktest import link_excess
+
+        ident = profile.identity
+        link = link_excess(m, n, alpha, tails=ident.link_tails, rule_out_share=ident.rule_out_share,
+                           genuine_quantiles=genuine_quantiles, min_power=ident.min_power, seed=seed)
     measure = AttackMeasure(attack=attack, space=space, auc=auc, auc_ci=tuple(auc_ci), tpr=main.tpr,
                             tpr_ci=tuple(main.tpr_ci), fpr_achieved=main.fpr_achieved,
-                            fpr_ci=tuple(main.fpr_ci), estimable=main.estimable, note=main.note)
+                            fpr_ci=tuple(main.fpr_ci), estimable=main.estimable, note=main.note, link=link)
     eps_all = [d["empirical_epsilon"] for _, d in rates.values()]
     record = {
         "attack": attack, "space": space, "auc": auc, "auc_ci": list(auc_ci),
@@ -111,6 +121,8 @@ def measure_attack(attack: str, space: str, image_scores: np.ndarray, image_pati
         "tpr_at_fpr": {k: d for k, (_, d) in rates.items()},
         "empirical_epsilon": (None if any(e is None for e in eps_all) else max(eps_all)),
     }
+    if link is not None:
+        record["link_excess"] = link.to_dict()
     return AttackRun(measure, fpr, tpr, record)
 
 
