@@ -16,7 +16,7 @@ LOCK := requirements/lock.txt
 TORCH_WHEELS ?= /opt/wheels
 UV ?= $(shell command -v uv 2>/dev/null || echo $(VENV)/bin/uv)
 
-.PHONY: venv demo test bench lock clean
+.PHONY: venv demo test bench docs lock clean
 
 $(VENV)/.installed: pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
@@ -37,8 +37,17 @@ demo: venv
 test: venv
 	$(PY) -m pytest -q
 
+# Every script in benchmarks/ in a quick form (a check that each still runs, minutes on a laptop),
+# outputs in bench-out/; not part of `make test`. The project's figures are in
+# benchmarks/RESULTS.md, each with the full command that measured it.
+# `make bench BENCH_ARGS="--only ingest"`, `BENCH_ARGS="--skip reid whitebox"`, `BENCH_ARGS=--list`.
+BENCH_ARGS ?=
 bench: venv
-	$(PY) benchmarks/run_all.py
+	$(PY) benchmarks/run_all.py $(BENCH_ARGS)
+
+# The CLI reference, docs/cli.md, regenerated from the typer app (tests/test_docs.py checks it).
+docs: venv
+	$(PY) -m synthmed.cli.docs --out docs/cli.md
 
 # Re-resolve requirements/lock.txt from pyproject.toml (runtime + the dev extra). Pins already in
 # the lock are kept where pyproject still allows them; `make lock UPGRADE=1` moves every package

@@ -1,7 +1,11 @@
 """Run every benchmark script in benchmarks/ in a quick form, as a check that each one still runs.
 
-    python benchmarks/run_all.py [--out bench-out] [--only NAME ...] [--timeout 900]
-    make bench
+    make bench                                   # all of them, quick form, into bench-out/
+    make bench BENCH_ARGS="--only ingest dicom"  # some of them (parts of script names)
+    python benchmarks/run_all.py [--out bench-out] [--only NAME ...] [--skip NAME ...]
+                                 [--timeout 900] [--list]
+
+`--list` prints each script with the quick arguments it would get, and runs nothing.
 
 Each script runs as its own process with small arguments (a few patients, a few steps, one
 repeat), so the whole set takes minutes on a laptop CPU. Its output goes under --out
@@ -12,7 +16,9 @@ the script and next to each figure in RESULTS.md.
 
 Scripts that read ../shared/data are skipped (with a line saying so) when it is absent. The two
 that need a trained model (bench_training, bench_sampling) get a tiny one trained here on toy
-images. Exit status: 1 when any script failed, else 0.
+images. Exit status: 1 when any script failed or a script in benchmarks/ has no quick form here,
+else 0. The quick runs are not part of the test suite (tests/test_docs.py only checks that every
+script has a quick form).
 """
 
 from __future__ import annotations
@@ -74,7 +80,19 @@ def benches(out: Path, toy: Path, run: Path) -> list[Bench]:
         Bench("bench_verify.py", ["--repeats", "1", "--skip-knee"], needs=("nih-cxr14-1000",)),
         Bench("bench_writers.py", ["--patients", "8", "--repeats", "1", "--train-steps", "2",
                                    "--figure", str(out / "writers_first_dx.png")]),
+        # NIH only: the knee part embeds all 8,260 knee images for its cost figure (15 min on a
+        # loaded 2-core CPU even at 3 steps), too long for a quick check.
+        Bench("bench_reid.py", ["--steps", "3", "--batch-size", "8", "--plants", "8", "--skip-knee",
+                                "--out", str(out / "results_reid.md")], needs=("nih-cxr14-1000",)),
+        Bench("bench_whitebox.py", ["--n", "2", "--threads", "1", "--json", str(out / "bench_whitebox.json")]),
+        Bench("measure_generate_quality.py", ["--seeds", "0"]),
     ]
+
+
+def scripts() -> list[str]:
+    """Every benchmark script in benchmarks/ (helpers start with `_`; this runner is not one)."""
+    return sorted(p.name for p in HERE.glob("*.py")
+                  if not p.name.startswith("_") and p.name != Path(__file__).name)
 
 
 def tiny_model(out: Path) -> tuple[Path, Path]:
@@ -100,19 +118,27 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=ROOT / "bench-out")
     ap.add_argument("--only", nargs="+", default=None, help="script names (or parts of them) to run")
+    ap.add_argument("--skip", nargs="+", default=None, help="script names (or parts of them) not to run")
     ap.add_argument("--timeout", type=float, default=900, help="seconds per script")
+    ap.add_argument("--list", action="store_true", help="print the scripts and their quick arguments; run nothing")
     args = ap.parse_args()
     out = args.out.resolve()
-    out.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, SYNTHMED_NO_PROGRESS="1",
                PYTHONPATH=os.pathsep.join([str(ROOT)] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
     todo = benches(out, out / "toy-dataset", out / "toy-run")
     if args.only:
         todo = [b for b in todo if any(o in b.script for o in args.only)]
-    known = {p.name for p in HERE.glob("*.py")} - {Path(__file__).name}
-    missing = known - {b.script for b in benches(out, out, out)}
+    if args.skip:
+        todo = [b for b in todo if not any(o in b.script for o in args.skip)]
+    missing = sorted(set(scripts()) - {b.script for b in benches(out, out, out)})
     if missing:  # a new script must get quick arguments here
-        print(f"note: no quick form for {', '.join(sorted(missing))}; add it to run_all.py", flush=True)
+        print(f"error: no quick form for {', '.join(missing)}; add it to benches() in run_all.py",
+              flush=True)
+    if args.list:
+        for b in todo:
+            print(f"{b.script} {' '.join(b.args)}")
+        return 1 if missing else 0
+    out.mkdir(parents=True, exist_ok=True)
 
     results = []
     t_all = time.perf_counter()
@@ -142,7 +168,7 @@ def main() -> int:
     for script, status, secs, where in results:
         print(f"{script:<20} {status:<12} {secs:8.0f}  {where}")
     print(f"all in {time.perf_counter() - t_all:.0f} s; results under {out}")
-    return 1 if any(s.startswith("FAILED") for _, s, _, _ in results) else 0
+    return 1 if missing or any(s.startswith("FAILED") for _, s, _, _ in results) else 0
 
 
 if __name__ == "__main__":

@@ -56,8 +56,9 @@ def load_inputs(dataset: Path, cohort: Path, profile: "AuditProfile", seed: int 
     reference_source = "reference split"
     sizes = profile.sizes
     n_holdout = len(set(pid[holdout_idx].tolist()))
-    if ref_idx.size == 0 or (ref_idx.size < sizes.min_reference_images
-                             and n_holdout - round(n_holdout / 2) >= sizes.min_holdout_patients):
+    # One holdout patient cannot be halved; the size check below then says what is missing.
+    if n_holdout >= 2 and (ref_idx.size == 0 or (ref_idx.size < sizes.min_reference_images
+                           and n_holdout - round(n_holdout / 2) >= sizes.min_holdout_patients)):
         # The attacks need real non-members to calibrate on that are NOT the evaluated ones
         # (synthmed.audit.attacks): without a reference split big enough to estimate a density or
         # a median distance (DOMIAS fits a 5-dim PCA + KDE on it), half the holdout patients join
