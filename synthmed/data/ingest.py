@@ -76,6 +76,14 @@ class IngestResult:
     warnings: list[str] = field(default_factory=list)
     files: list[dict[str, str]] = field(default_factory=list)  # every input once, with status
 
+    def summary(self) -> str:
+        splits = ", ".join(f"{k} {v['patients']} patients / {v['images']} images"
+                           for k, v in self.splits.items() if v.get("images"))
+        return (f"ingested {self.images} images of {self.patients} patients into {self.out} "
+                f"({splits or 'no images'})\n"
+                f"files: {self.read} read, {self.kept} kept, {self.refused} refused, "
+                f"{self.skipped} skipped; details in {self.out / 'ingest_report.json'}")
+
 
 # --------------------------------------------------------------------------- discovery
 

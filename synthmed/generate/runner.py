@@ -107,10 +107,22 @@ class GenerateResult:
     skipped: list[str] = field(default_factory=list)     # finished earlier, checksums verified
     merged: bool = False
     seconds: float = 0.0
+    sampling: dict[str, Any] = field(default_factory=dict)  # the sampler settings actually used
 
     @property
     def patients_per_s(self) -> float:
         return len(self.generated) / self.seconds if self.seconds > 0 else math.nan
+
+    def summary(self) -> str:
+        rate = f", {self.patients_per_s:.2f} patients/s" if self.generated else ""
+        what = f"{len(self.generated)} patients generated, {len(self.skipped)} already finished{rate}"
+        if self.sampling:
+            what += (f" ({self.sampling['sampler']}, {self.sampling['steps']} steps, guidance "
+                     f"{self.sampling['guidance_scale']:g})")
+        if self.merged:
+            return f"{what} -> {self.out}"
+        return (f"{what} (shard {self.shard.index}/{self.shard.count}); merge when every shard "
+                f"has finished -> {self.out}")
 
 
 def work_dir(out: str | Path) -> Path:
@@ -338,7 +350,7 @@ def generate(pipe, spec: CohortSpec, out: str | Path, *, shard: Shard | None = N
     if _already_complete(out, state):
         if work.exists():
             shutil.rmtree(work, ignore_errors=True)  # a merge killed after its commit
-        return GenerateResult(out, shard, merged=True)
+        return GenerateResult(out, shard, merged=True, sampling=state["cohort_info"]["sampling"])
     if (out / folders.MARKER).is_file() and not overwrite:
         raise InputError(f"{out}: already holds a synthmed cohort (of another spec or model); "
                          "pass --overwrite to replace it")
@@ -350,6 +362,7 @@ def generate(pipe, spec: CohortSpec, out: str | Path, *, shard: Shard | None = N
         result = _run_shard(pipe, spec, work, shard, progress_name, on_patient)
     result.out = out
     result.seconds = time.perf_counter() - t0
+    result.sampling = state["cohort_info"]["sampling"]
     if shard.count == 1:
         merge(out, overwrite=overwrite)
         result.merged = True
@@ -419,7 +432,14 @@ def generate_once(pipe, spec: CohortSpec, out: str | Path, *, overwrite: bool = 
     """The whole cohort in one go, all or nothing (`synthmed sample`): the same sampling, files
     and assembly as `generate`, with the work inside the staging folder, so an interrupted run
     leaves the old cohort (or nothing) and no work to resume."""
+    return run_once(pipe, spec, out, overwrite=overwrite, progress_name=progress_name).out
+
+
+def run_once(pipe, spec: CohortSpec, out: str | Path, *, overwrite: bool = False,
+             progress_name: str = "sample") -> GenerateResult:
+    """`generate_once`, returning what it did (patients, seconds, sampler settings used)."""
     out = Path(out)
+    t0 = time.perf_counter()
     spec.check_against(pipe.label_vocabulary)
     _settings(pipe, spec)
     folders.prepare_output(out, "cohort", overwrite)  # before sampling, not after
@@ -430,13 +450,16 @@ def generate_once(pipe, spec: CohortSpec, out: str | Path, *, overwrite: bool = 
         try:
             state = _state(pipe, spec)
             _open_work(work, state, overwrite=False)
-            _run_shard(pipe, spec, work, Shard(), progress_name, None)
+            result = _run_shard(pipe, spec, work, Shard(), progress_name, None)
             # As `merge` reads it (key order included), so both paths give the same bytes.
             state = _read_json(work / STATE)
             assemble(work, stage, state, spec, _finished_records(work, spec))
         finally:
             shutil.rmtree(work, ignore_errors=True)
-    return out
+    result.out, result.merged = out, True
+    result.seconds = time.perf_counter() - t0
+    result.sampling = state["cohort_info"]["sampling"]
+    return result
 
 
 # ---------------------------------------------------------------------------------- merging
@@ -555,4 +578,4 @@ def _link(src: Path, dst: Path) -> None:
 
 
 __all__ = ["Shard", "GenerateResult", "generate", "merge", "sample_group", "work_dir",
-           "context_for", "write_formats", "patient_done", "assemble", "generate_once"]
+           "context_for", "write_formats", "patient_done", "assemble", "generate_once", "run_once"]

@@ -65,6 +65,14 @@ class ReleaseResult:
     record: dict[str, Any]
     warnings: list[str] = field(default_factory=list)
 
+    def summary(self) -> str:
+        s = self.record["scan"]
+        lines = [f"warning: {w}" for w in self.warnings]
+        lines.append(f"released {self.out} at the '{self.record['tier']}' tier: {s['files']} files "
+                     f"scanned ({s['bytes']} bytes, {sum(s['identifier_counts'].values())} "
+                     "identifiers searched), none found")
+        return "\n".join(lines)
+
 
 def cohort_formats(cohort: Path) -> list[str]:
     """The image formats a cohort folder holds."""
