@@ -47,7 +47,7 @@ from synthmed.data.metadata import Metadata, MetadataRow, read_metadata
 from synthmed.data.normalise import GeometryError, prepare
 from synthmed.data.records import ImageRecord, records_to_csv
 from synthmed.data.split import assert_patient_disjoint, patient_strata, split_patients
-from synthmed.errors import InputError, SynthmedError, require_path
+from synthmed.errors import InputError, SynthmedError, arg, require_path
 from synthmed.data.checks import ImageCheck, build_checks, run_checks
 from synthmed.io import folders, nifti
 from synthmed.io.atomic import write_json, write_text
@@ -649,7 +649,7 @@ def ingest(sources: list[Path], out: Path, config: IngestConfig | None = None,
     for src in sources:
         if src.is_dir() and out.resolve().is_relative_to(src.resolve()):
             raise InputError(f"{out}: output folder is inside the input folder {src}; choose "
-                             "another --out")
+                             f"another {arg('out')}")
     folders.prepare_output(out, "dataset", overwrite)  # before any work
     with folders.staged_output(out, "dataset", overwrite) as stage:
         return _ingest_into(stage, out, sources, config, metadata_csv, key_path, workers,

@@ -38,7 +38,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from synthmed.errors import InputError
+from synthmed.errors import InputError, arg
 from synthmed.generate.manifest import ManifestRow, write_manifest
 from synthmed.generate.patients import PatientPlan, draw_patient
 from synthmed.generate.spec import CohortSpec
@@ -74,7 +74,7 @@ class Shard:
                 raise ValueError
             return cls(int(k), int(n))
         except ValueError:
-            raise InputError(f"--shard: {text!r} is not k/n (e.g. 0/4; k counts from 0)") from None
+            raise InputError(f"{arg('shard')}: {text!r} is not k/n (e.g. 0/4; k counts from 0)") from None
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Shard":
@@ -325,7 +325,7 @@ def _open_work(work: Path, state: dict[str, Any], overwrite: bool) -> None:
             return
         if not overwrite:
             raise InputError(f"{work}: holds an unfinished generation of another spec or model; "
-                             "pass --overwrite to discard it, or choose another --out")
+                             f"pass {arg('overwrite', True)} to discard it, or choose another {arg('out')}")
         shutil.rmtree(work)
     elif work.exists() and any(work.iterdir()) and not overwrite:
         raise InputError(f"{work}: exists but is not a synthmed generation in progress; remove it")
@@ -353,7 +353,7 @@ def generate(pipe, spec: CohortSpec, out: str | Path, *, shard: Shard | None = N
         return GenerateResult(out, shard, merged=True, sampling=state["cohort_info"]["sampling"])
     if (out / folders.MARKER).is_file() and not overwrite:
         raise InputError(f"{out}: already holds a synthmed cohort (of another spec or model); "
-                         "pass --overwrite to replace it")
+                         f"pass {arg('overwrite', True)} to replace it")
     t0 = time.perf_counter()
     # One writer per shard (shards of one cohort run side by side); the lock sits beside the
     # work folder so that discarding the work never removes a held lock.
@@ -476,7 +476,7 @@ def merge(out: str | Path, *, overwrite: bool = False) -> Path:
     spec = CohortSpec.model_validate(state["spec"])
     records = _finished_records(work, spec)
     if (out / folders.MARKER).is_file() and not overwrite:
-        raise InputError(f"{out}: already holds a synthmed cohort; pass --overwrite to replace it")
+        raise InputError(f"{out}: already holds a synthmed cohort; pass {arg('overwrite', True)} to replace it")
     with folders.staged_output(out, "cohort", overwrite=True) as stage:
         assemble(work, stage, state, spec, records)
     shutil.rmtree(work, ignore_errors=True)
@@ -495,7 +495,7 @@ def _finished_records(work: Path, spec: CohortSpec) -> list[dict[str, Any]]:
         done.update(d["records"])
     if len(counts) > 1:
         raise InputError(f"{work}: shards of different splits ({sorted(counts)}) were run; run one "
-                         "split (or --overwrite and start again)")
+                         f"split (or {arg('overwrite', True)} and start again)")
     n = counts.pop() if counts else 0
     missing_shards = sorted(set(range(n)) - seen_shards)
     if not shard_files or missing_shards:

@@ -31,7 +31,7 @@ from rich.progress import TextColumn
 from synthmed.data.dataset import Dataset
 from synthmed.data.values import check_values, intensity_range
 from synthmed.io import folders
-from synthmed.errors import ConfigError, InputError, SynthmedError
+from synthmed.errors import ConfigError, InputError, SynthmedError, arg
 from synthmed.io.atomic import write_json, write_text
 from synthmed.models import autoencoder as ae_mod
 from synthmed.models.checkpoint import (CheckpointError, flatten_state, latest_checkpoint,
@@ -168,8 +168,8 @@ class _Run:
         self.resume_requested = resume
         if not resume and (latest_checkpoint(out / "checkpoint") is not None
                            or latest_checkpoint(out / AE_CHECKPOINT) is not None):
-            raise InputError(f"{out}: already holds a training run; pass --resume to continue it "
-                             "or choose another --out")
+            raise InputError(f"{out}: already holds a training run; pass {arg('resume', True)} to "
+                             f"continue it or choose another {arg('out')}")
         self.resume = resume and latest_checkpoint(out / "checkpoint") is not None
         if self.resume:
             _check_resume_steps(out / "checkpoint", cfg.steps)
@@ -321,7 +321,7 @@ class _Run:
         if state.get("resume_key") != self._resume_key():
             raise CheckpointError(f"{where}: checkpoint was made with a different config "
                                   "(only steps, checkpoint_every, sample_every, log_every, threads "
-                                  "and device may change on --resume)")
+                                  f"and device may change on {arg('resume', True)})")
         if state.get("dataset_fingerprint") != self.fingerprint:
             raise CheckpointError(f"{where}: checkpoint was made on a different dataset "
                                   "(fingerprint differs)")
@@ -512,7 +512,7 @@ def _check_resume_steps(root: Path, steps: int) -> None:
     done = read_json(where / "state.json", "checkpoint state").get("step")
     if isinstance(done, int) and steps < done:
         raise ConfigError(f"{where}: the run is already at step {done}; steps = {steps} is below it "
-                          f"(a resumed run can only train longer: use steps >= {done}, or a new --out)")
+                          f"(a resumed run can only train longer: use steps >= {done}, or a new {arg('out')})")
 
 
 def _priors(labels: np.ndarray, ages: np.ndarray, sexes: np.ndarray, vocab: list[str]) -> dict[str, Any]:
