@@ -149,29 +149,37 @@ def generate(model: Any, out: str | Path, *, spec: Any = None, n: int | None = N
 
 
 def evaluate(dataset: Any, out: str | Path, *, synthetic: Any = None, model: Any = None,
-             config: Any = None, seed: int = 0, overwrite: bool = False, **options: Any):
+             config: Any = None, overrides: dict[str, Any] | None = None, seed: int = 0,
+             overwrite: bool = False, **options: Any):
     """Evaluate against the real `dataset`, writing the evaluation folder `out`.
 
-    synthetic=COHORT: the cohort evaluation (fidelity, utility, diversity; config: a
-    CohortEvalConfig, a YAML path or a shipped name) -> CohortEvaluation.
+    synthetic=COHORT (a cohort folder or GenerateResult): the cohort evaluation (fidelity and
+    diversity beside the real floors, condition agreement; config: a CohortEvalConfig, a YAML
+    path or a shipped name, "evaluate" by default or "evaluate-quick"; options: encoder,
+    allow_other_dataset) -> CohortEvaluation.
     model=RUN (a run folder, TrainResult or loaded model): the generator read-out (label rates
     against chance, fidelity beside the real floor; options: n, labels, top, guidance, steps,
-    sampler, batch_size, real_grid, allow_other_dataset) -> GeneratorEvaluation."""
+    sampler, batch_size, classifier_epochs, real_grid, allow_other_dataset) -> GeneratorEvaluation."""
     if (synthetic is None) == (model is None):
         raise InputError(f"evaluate needs exactly one of {arg('synthetic')} (a cohort) or "
                          f"{arg('model')} (a training run)")
     if synthetic is not None:
         try:
             from synthmed.evaluate.cohort import evaluate_cohort
+            from synthmed.evaluate.config import CohortEvalConfig, resolve_eval_config
         except ImportError:
             raise InputError(f"evaluate({arg('synthetic')}...): the cohort evaluation is not in "
                              "this build of synthmed; evaluate a model with "
                              f"{arg('model')} instead") from None
+        # None is the shipped "evaluate" config (not the bare defaults), as on the CLI
+        cfg = (resolve_config(config, CohortEvalConfig, "evaluate", overrides=overrides)
+               if isinstance(config, dict) else resolve_eval_config(config, overrides))
         return evaluate_cohort(folder(dataset, "dataset"), folder(synthetic, "synthetic"), Path(out),
-                               config=config, seed=seed, overwrite=overwrite, **options)
-    if config is not None:
+                               config=cfg, seed=seed, overwrite=overwrite, **options)
+    if config is not None or overrides is not None:
         raise InputError(f"{arg('config')} applies to a cohort evaluation ({arg('synthetic')}); "
-                         f"the model read-out takes its settings as options (n=, labels=, ...)")
+                         f"the model read-out takes its settings as options ({arg('n')}, "
+                         "labels=, ...)")
     from synthmed.data.dataset import Dataset
     from synthmed.evaluate.runner import evaluate_generator
     from synthmed.results import GeneratorEvaluation

@@ -89,6 +89,7 @@ def test_result_types_all_have_out_and_summary():
     ("audit", "public", "synthmed.audit.profile:AuditProfile"),
     ("ingest", "cxr-64", "synthmed.data.ingest_config:IngestConfig"),
     ("cohort", "cohort-followup", "synthmed.generate.spec:CohortSpec"),
+    ("evaluate", "evaluate-quick", "synthmed.evaluate.config:CohortEvalConfig"),
 ])
 def test_config_by_path_name_object_and_mapping_resolve_alike(kind, name, model_path):
     import importlib
@@ -262,6 +263,8 @@ def test_stage_misuse_is_a_clear_error_naming_the_arguments(tmp_path):
         synthmed.train(3, tmp_path / "r")
     import importlib
 
+    with pytest.raises(InputError, match=r"config= applies to a cohort evaluation \(synthetic=\)"):
+        synthmed.evaluate(tmp_path, tmp_path / "e", model=tmp_path, config="evaluate-quick")
     try:
         importlib.import_module("synthmed.evaluate.cohort")  # the cohort evaluation (CONTRACTS C1)
     except ImportError:

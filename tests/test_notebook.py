@@ -72,7 +72,7 @@ def test_walkthrough_notebook_runs_every_stage(tmp_path, monkeypatch):
 
     results = {name: ns[name] for name in ("phantoms", "data", "run", "cohort", "evaluation", "audit")}
     types = {"data": synthmed.IngestResult, "run": synthmed.TrainResult,
-             "cohort": synthmed.GenerateResult, "evaluation": synthmed.GeneratorEvaluation,
+             "cohort": synthmed.GenerateResult, "evaluation": synthmed.CohortEvaluation,
              "audit": synthmed.AuditResult}
     for name, cls in types.items():
         assert isinstance(results[name], cls), (name, type(results[name]))
@@ -80,7 +80,7 @@ def test_walkthrough_notebook_runs_every_stage(tmp_path, monkeypatch):
         assert isinstance(r.out, Path) and r.out.exists(), name
         assert r.out.resolve().is_relative_to(work.resolve()), name
         text = r.summary()
-        assert isinstance(text, str) and str(r.out) in text, (name, text)
+        assert isinstance(text, str) and len(text.split()) >= 5, (name, text)
 
     # ingest: split by patient, and no patient ID of the phantoms survives into the dataset
     data = results["data"]
@@ -106,8 +106,12 @@ def test_walkthrough_notebook_runs_every_stage(tmp_path, monkeypatch):
     assert info["model_sha256"] == run.model_sha256
     assert {"dicom", "png"} <= {p.name for p in cohort.out.iterdir() if p.is_dir()}
 
-    # evaluate: the read-out of this model
-    assert results["evaluation"].record["model_hash"] == run.model_sha256
+    # evaluate: this cohort, against this dataset's real patients
+    ev = results["evaluation"]
+    assert ev.record["model_hash"] == run.model_sha256
+    assert ev.record["data"]["synthetic_images"] == info["n_images"]
+    assert ev.record["data"]["synthetic_patients"] == 24
+    assert ev.record["data"]["train_patients"] == data.splits["train"]["patients"]
 
     # audit: far too few patients, so not a pass, and it says so
     audit = results["audit"]
