@@ -50,7 +50,7 @@ def test_kill_in_the_autoencoder_stage_then_resume_equals_an_uninterrupted_run(t
     monkeypatch.setattr(trainer, "save_checkpoint", real_save)
     assert not (cut / "autoencoder.safetensors").exists()
     assert (cut / "checkpoint-autoencoder" / "latest").read_text().strip() == "step_00000004"
-    with pytest.raises(InputError, match="--resume"):
+    with pytest.raises(InputError, match="resume=True"):
         train(ds, cfg, cut)  # a run in its first stage is still a run: not overwritten
 
     starts = []

@@ -61,7 +61,7 @@ def test_prepare_output_rules(tmp_path):
     with pytest.raises(InputError, match="holds a synthmed dataset, not a cohort"):
         folders.prepare_output(tmp_path / "ds", "cohort", overwrite=True)
     _make(tmp_path / "co", "cohort")
-    with pytest.raises(InputError, match="pass --overwrite"):
+    with pytest.raises(InputError, match="pass overwrite=True"):
         folders.prepare_output(tmp_path / "co", "cohort")
     folders.prepare_output(tmp_path / "co", "cohort", overwrite=True)
     with pytest.raises(InputError, match="inside the synthmed cohort folder"):
@@ -154,7 +154,7 @@ def test_restamp_records_the_change(tmp_path):
     (tmp_path / "c" / "a.txt").write_text("edited")
     with pytest.raises(InputError):
         folders.verify(tmp_path / "c")
-    with pytest.raises(InputError, match="needs --reason"):
+    with pytest.raises(InputError, match="needs a reason="):
         folders.restamp(tmp_path / "c", "")
     new, old = folders.restamp(tmp_path / "c", "fixed a typo")
     assert old == info.fingerprint and new.fingerprint != old

@@ -265,7 +265,7 @@ def test_a_killed_run_resumes_to_the_same_cohort(reference, run, model, tmp_path
 def test_unfinished_work_of_another_spec_is_not_mixed_in(model, tmp_path):
     out = tmp_path / "co"
     generate(model, _spec(), out, shard=Shard(0, 3))
-    with pytest.raises(InputError, match="another spec or model.*--overwrite"):
+    with pytest.raises(InputError, match="another spec or model.*overwrite=True"):
         generate(model, _spec(seed=9), out, shard=Shard(1, 3))
     with pytest.raises(InputError, match="shard"):
         merge(out)

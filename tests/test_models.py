@@ -152,7 +152,7 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(toy2d, tmp_path, 
     with pytest.raises(KeyboardInterrupt):
         train(toy2d, cfg, tmp_path / "cut")
     monkeypatch.setattr(trainer, "save_checkpoint", real_save)
-    with pytest.raises(InputError, match="--resume"):
+    with pytest.raises(InputError, match="resume=True"):
         train(toy2d, cfg, tmp_path / "cut")  # refuses to overwrite without --resume
     train(toy2d, cfg, tmp_path / "cut", resume=True)
 

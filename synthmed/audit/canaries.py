@@ -29,7 +29,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from synthmed.errors import InputError
+from synthmed.errors import InputError, arg
 
 DEFAULT_DUPLICATES = (1, 10, 100)
 CANARY_SCHEMA = "synthmed.canaries/1"
@@ -63,12 +63,12 @@ def plant_canaries(dataset: Path, out: Path, k: int, duplicates: Sequence[int] =
 
     ds = Dataset.open(dataset)
     if k < len(duplicates):
-        raise InputError(f"--canaries {k}: need at least one canary per duplicate count "
+        raise InputError(f"{arg('k', k)}: need at least one canary per duplicate count "
                          f"({len(duplicates)}: {', '.join(map(str, duplicates))})")
     holdout = ds.patients("holdout")
     if len(holdout) < 2 * k:
         raise InputError(f"{ds.root}: {len(holdout)} holdout patients, but {k} canaries need as "
-                         f"many control patients again ({2 * k}); use fewer --canaries")
+                         f"many control patients again ({2 * k}); use fewer canaries ({arg('k')})")
     rng = np.random.default_rng([seed, 31])
     order = rng.permutation(sorted(holdout))
     canary_patients, control_patients = list(order[:k]), set(order[k:].tolist())
@@ -207,7 +207,8 @@ def run_canary_audit(dataset: Path, config, out: Path, k: int, *,
 
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not overwrite:
-        raise InputError(f"{out}: already exists and is not empty; choose another --out or pass --overwrite")
+        raise InputError(f"{out}: already exists and is not empty; choose another {arg('out')} or "
+                         f"pass {arg('overwrite', True)}")
     if overwrite and out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)

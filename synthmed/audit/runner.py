@@ -58,6 +58,23 @@ class AuditResult:
     def passed(self) -> bool:
         return self.verdict.passed
 
+    def summary(self) -> str:
+        """The verdict, the failed rules and, when inconclusive, why and what would settle it."""
+        v = self.verdict
+        lines = [f"privacy audit: {v.verdict.upper()} (tier {v.tier}); "
+                 f"{len(v.rules) - len(v.failed_rules()) - len(v.inconclusive_rules())} of "
+                 f"{len(v.rules)} rules passed, {len(v.failed_rules())} failed, "
+                 f"{len(v.inconclusive_rules())} inconclusive"]
+        lines += [f"- failed: {r.rule}: {r.explanation}" for r in v.failed_rules()]
+        if v.verdict == "inconclusive":
+            from synthmed.audit.report import inconclusive_text
+
+            lines.append(f"inconclusive: {inconclusive_text(self.audit)}")
+        if self.filtered is not None:
+            lines.append(f"filtered cohort: {self.filtered.verdict.verdict} -> {self.filtered.out}")
+        lines.append(f"wrote {self.out / 'audit.json'} and {self.out / 'report.html'}")
+        return "\n".join(lines)
+
     def with_record(self, record: AuditRecord) -> "AuditResult":
         """This result with another record; the report shows the same content."""
         report = self.report

@@ -33,7 +33,10 @@ def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv, standalone_mode=True)
     except SynthmedError as err:
-        print(f"synthmed: error: {err}", file=sys.stderr)
+        from synthmed.cli.options import FLAGS
+
+        # the library names its arguments (`key=`); here they are the flags a user typed
+        print(f"synthmed: error: {err.message(FLAGS)}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         print("synthmed: interrupted; files already written are complete, partial ones were removed",

@@ -21,12 +21,13 @@ def inspect_command(
     seed: int = typer.Option(0, help="which random images the contact sheet shows"),
 ) -> None:
     """Summarise a dataset and draw a contact sheet of random images per split."""
-    from synthmed.data.inspect import inspect_dataset
+    from synthmed.data.inspect import inspect
 
     check_seed(seed)
     if out is not None and out.is_dir():
         raise InputError(f"{out}: --out names a folder; it is the contact sheet's PNG file name")
-    s = inspect_dataset(dataset, out, seed=seed)
+    result = inspect(dataset, out, seed=seed)
+    s = result.record
     console = Console()
     table = Table(title=f"{dataset}: {s['patients']} patients, {s['images']} images, "
                         f"{s['spatial_dims']}D {'x'.join(map(str, s['shape']))}", title_justify="left")
@@ -48,4 +49,4 @@ def inspect_command(
         for lab in labels:
             lt.add_row(lab, *(str(s["splits"][sp]["labels"].get(lab, 0)) for sp in splits))
         console.print(lt)
-    console.print(f"contact sheet: {s['contact_sheet']}", markup=False, highlight=False, soft_wrap=True)
+    console.print(f"contact sheet: {result.out}", markup=False, highlight=False, soft_wrap=True)

@@ -12,6 +12,18 @@ from pathlib import Path
 
 from synthmed.errors import ConfigError, InputError
 
+# The flag that stands for each library argument a message may name (synthmed.errors.arg): the
+# library speaks of `key=`, the command line of `--key`. Where the CLI's flag differs from the
+# argument's name (`--source` for `sources=`) this table is the one place that says so.
+FLAGS: dict[str, str] = {
+    "out": "--out", "overwrite": "--overwrite", "resume": "--resume", "key": "--key",
+    "sources": "--source", "formats": "--formats", "tier": "--tier", "override": "--override",
+    "shard": "--shard", "allow_other_dataset": "--allow-other-dataset", "reason": "--reason",
+    "k": "--canaries", "spec": "--spec", "n": "--n", "config": "--config",
+    "synthetic": "--synthetic", "model": "--model", "metadata": "--metadata",
+    "show_paths": "--show-paths", "steps": "--steps", "seed": "--seed",
+}
+
 
 def check_int(value: int | None, option: str, minimum: int) -> int | None:
     if value is not None and value < minimum:

@@ -61,8 +61,7 @@ def sample_cmd(
     overwrite: bool = typer.Option(False, "--overwrite", help="replace the cohort already in --out (only a synthmed cohort is ever replaced)"),
 ) -> None:
     """Generate a synthetic cohort from a trained model."""
-    from synthmed.data.cohort import Cohort
-    from synthmed.generate import generate_cohort
+    from synthmed.generate import sample_cohort
     from synthmed.models import load
     from synthmed.progress import console
 
@@ -75,10 +74,10 @@ def sample_cmd(
     check_float(sex_ratio, "--sex-ratio", 0.0, 1.0)
     label_rates, age_range = parse_label_rates(labels), parse_age_range(age)
     model = load(run)
-    path = generate_cohort(model, n, out, label_rates=label_rates,
+    result = sample_cohort(model, n, out, label_rates=label_rates,
                            age_range=age_range, sex_ratio=sex_ratio, seed=seed,
                            steps=steps, sampler=sampler, guidance_scale=guidance,
                            batch_size=batch_size, overwrite=overwrite, formats=formats)
-    used = Cohort.open(path).info["sampling"]
+    used = result.sampling
     console.print(f"wrote {n} synthetic images ({used['sampler']}, {used['steps']} steps, guidance "
-                  f"{used['guidance_scale']:g}) -> {path}")
+                  f"{used['guidance_scale']:g}) -> {result.out}")

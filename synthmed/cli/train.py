@@ -21,19 +21,12 @@ def train_cmd(
 ) -> None:
     """Train a conditional diffusion model on the dataset's train split (the holdout is never read)."""
     from synthmed.config import load_config, resolve_config_path
-    from synthmed.models import TrainConfig, train
+    from synthmed.models import TrainConfig, run_training
+    from synthmed.progress import console
 
     check_out_folder(out)
     check_int(steps, "--steps", 1)
     cfg = load_config(resolve_config_path(config, "train"), TrainConfig,
                       overrides={"steps": steps} if steps is not None else None)
-    run = train(dataset, cfg, out, resume=resume)
-    import json
-
-    from synthmed.progress import console
-
-    card = json.loads((run / "model_card.json").read_text()) if (run / "model_card.json").is_file() else {}
-    loss = card.get("final_loss")
-    console.print(f"trained {card.get('steps')} steps; final loss "
-                  f"{'n/a' if loss is None else f'{loss:.4f}'}; "
-                  f"model {card.get('model_sha256', '')[:12]} -> {run}")
+    result = run_training(dataset, cfg, out, resume=resume)
+    console.print(result.summary())

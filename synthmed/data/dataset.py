@@ -26,7 +26,7 @@ from synthmed.data import values
 from synthmed.data.array_store import read_images
 from synthmed.data.records import ImageRecord, read_manifest
 from synthmed.data.values import check_manifest, check_shape, intensity_range, read_folder_json
-from synthmed.errors import InputError
+from synthmed.errors import InputError, arg
 from synthmed.io import folders
 
 DATASET_SCHEMA = "synthmed.dataset/1"
@@ -52,7 +52,7 @@ def check_trained_on(dataset: "Dataset", trained_on: str, what: str,
         return True
     raise InputError(f"{dataset.root}: is not the dataset {what} was trained on (its fingerprint "
                      f"{dataset.fingerprint()[:12]}..., trained on {trained_on[:12]}...); pass "
-                     "--allow-other-dataset to go on anyway")
+                     f"{arg('allow_other_dataset', True)} to go on anyway")
 
 
 @dataclass

@@ -47,7 +47,7 @@ from synthmed.data.metadata import Metadata, MetadataRow, read_metadata
 from synthmed.data.normalise import GeometryError, prepare
 from synthmed.data.records import ImageRecord, records_to_csv
 from synthmed.data.split import assert_patient_disjoint, patient_strata, split_patients
-from synthmed.errors import InputError, SynthmedError, require_path
+from synthmed.errors import InputError, SynthmedError, arg, require_path
 from synthmed.data.checks import ImageCheck, build_checks, run_checks
 from synthmed.io import folders, nifti
 from synthmed.io.atomic import write_json, write_text
@@ -75,6 +75,14 @@ class IngestResult:
     refusals: list[dict[str, str]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     files: list[dict[str, str]] = field(default_factory=list)  # every input once, with status
+
+    def summary(self) -> str:
+        splits = ", ".join(f"{k} {v['patients']} patients / {v['images']} images"
+                           for k, v in self.splits.items() if v.get("images"))
+        return (f"ingested {self.images} images of {self.patients} patients into {self.out} "
+                f"({splits or 'no images'})\n"
+                f"files: {self.read} read, {self.kept} kept, {self.refused} refused, "
+                f"{self.skipped} skipped; details in {self.out / 'ingest_report.json'}")
 
 
 # --------------------------------------------------------------------------- discovery
@@ -641,7 +649,7 @@ def ingest(sources: list[Path], out: Path, config: IngestConfig | None = None,
     for src in sources:
         if src.is_dir() and out.resolve().is_relative_to(src.resolve()):
             raise InputError(f"{out}: output folder is inside the input folder {src}; choose "
-                             "another --out")
+                             f"another {arg('out')}")
     folders.prepare_output(out, "dataset", overwrite)  # before any work
     with folders.staged_output(out, "dataset", overwrite) as stage:
         return _ingest_into(stage, out, sources, config, metadata_csv, key_path, workers,

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from synthmed.data.dataset import SPLITS, Dataset
+from synthmed.results import InspectResult
 from synthmed.viz import save_png, tile, to_uint8, view_2d
 
 _TILE = 96
@@ -61,6 +62,12 @@ def inspect_dataset(dir: Path, out_png: Path | None = None, seed: int = 0) -> di
     else:
         summary["contact_sheet"] = str(contact_sheet(ds, png, seed=seed))
     return summary
+
+
+def inspect(dataset: str | Path, out: str | Path | None = None, *, seed: int = 0) -> InspectResult:
+    """`inspect_dataset` as a typed result: the summary, and the contact sheet as `out`."""
+    record = inspect_dataset(Path(dataset), Path(out) if out is not None else None, seed=seed)
+    return InspectResult(out=Path(record["contact_sheet"]), dataset=Path(dataset), record=record)
 
 
 def _count(items) -> dict[str, int]:

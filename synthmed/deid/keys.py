@@ -11,7 +11,7 @@ import os
 import secrets
 from pathlib import Path
 
-from synthmed.errors import InputError
+from synthmed.errors import InputError, arg
 
 KEY_BYTES = 32  # 256-bit key, the HMAC-SHA256 block-size sweet spot
 
@@ -34,7 +34,7 @@ def load_or_create_key(path: Path | None) -> tuple[bytes, Path]:
         p = Path(path).expanduser()
         if not p.is_file():
             raise InputError(f"{p}: de-identification key file does not exist "
-                             "(omit --key to create one in the user's config folder)")
+                             f"(omit {arg('key')} to create one in the user's config folder)")
         try:
             key = p.read_bytes()
         except OSError as err:

@@ -1,5 +1,5 @@
 """Sampling pipeline, cohort specs, virtual patients and cohort generation."""
 
-from synthmed.generate.cohort import draw_conditions, generate_cohort
+from synthmed.generate.cohort import draw_conditions, generate_cohort, sample_cohort
 
-__all__ = ["generate_cohort", "draw_conditions"]
+__all__ = ["generate_cohort", "sample_cohort", "draw_conditions"]

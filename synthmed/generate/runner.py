@@ -38,7 +38,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from synthmed.errors import InputError
+from synthmed.errors import InputError, arg
 from synthmed.generate.manifest import ManifestRow, write_manifest
 from synthmed.generate.patients import PatientPlan, draw_patient
 from synthmed.generate.spec import CohortSpec
@@ -74,7 +74,7 @@ class Shard:
                 raise ValueError
             return cls(int(k), int(n))
         except ValueError:
-            raise InputError(f"--shard: {text!r} is not k/n (e.g. 0/4; k counts from 0)") from None
+            raise InputError(f"{arg('shard')}: {text!r} is not k/n (e.g. 0/4; k counts from 0)") from None
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Shard":
@@ -107,10 +107,22 @@ class GenerateResult:
     skipped: list[str] = field(default_factory=list)     # finished earlier, checksums verified
     merged: bool = False
     seconds: float = 0.0
+    sampling: dict[str, Any] = field(default_factory=dict)  # the sampler settings actually used
 
     @property
     def patients_per_s(self) -> float:
         return len(self.generated) / self.seconds if self.seconds > 0 else math.nan
+
+    def summary(self) -> str:
+        rate = f", {self.patients_per_s:.2f} patients/s" if self.generated else ""
+        what = f"{len(self.generated)} patients generated, {len(self.skipped)} already finished{rate}"
+        if self.sampling:
+            what += (f" ({self.sampling['sampler']}, {self.sampling['steps']} steps, guidance "
+                     f"{self.sampling['guidance_scale']:g})")
+        if self.merged:
+            return f"{what} -> {self.out}"
+        return (f"{what} (shard {self.shard.index}/{self.shard.count}); merge when every shard "
+                f"has finished -> {self.out}")
 
 
 def work_dir(out: str | Path) -> Path:
@@ -313,7 +325,7 @@ def _open_work(work: Path, state: dict[str, Any], overwrite: bool) -> None:
             return
         if not overwrite:
             raise InputError(f"{work}: holds an unfinished generation of another spec or model; "
-                             "pass --overwrite to discard it, or choose another --out")
+                             f"pass {arg('overwrite', True)} to discard it, or choose another {arg('out')}")
         shutil.rmtree(work)
     elif work.exists() and any(work.iterdir()) and not overwrite:
         raise InputError(f"{work}: exists but is not a synthmed generation in progress; remove it")
@@ -338,10 +350,10 @@ def generate(pipe, spec: CohortSpec, out: str | Path, *, shard: Shard | None = N
     if _already_complete(out, state):
         if work.exists():
             shutil.rmtree(work, ignore_errors=True)  # a merge killed after its commit
-        return GenerateResult(out, shard, merged=True)
+        return GenerateResult(out, shard, merged=True, sampling=state["cohort_info"]["sampling"])
     if (out / folders.MARKER).is_file() and not overwrite:
         raise InputError(f"{out}: already holds a synthmed cohort (of another spec or model); "
-                         "pass --overwrite to replace it")
+                         f"pass {arg('overwrite', True)} to replace it")
     t0 = time.perf_counter()
     # One writer per shard (shards of one cohort run side by side); the lock sits beside the
     # work folder so that discarding the work never removes a held lock.
@@ -350,6 +362,7 @@ def generate(pipe, spec: CohortSpec, out: str | Path, *, shard: Shard | None = N
         result = _run_shard(pipe, spec, work, shard, progress_name, on_patient)
     result.out = out
     result.seconds = time.perf_counter() - t0
+    result.sampling = state["cohort_info"]["sampling"]
     if shard.count == 1:
         merge(out, overwrite=overwrite)
         result.merged = True
@@ -419,7 +432,14 @@ def generate_once(pipe, spec: CohortSpec, out: str | Path, *, overwrite: bool = 
     """The whole cohort in one go, all or nothing (`synthmed sample`): the same sampling, files
     and assembly as `generate`, with the work inside the staging folder, so an interrupted run
     leaves the old cohort (or nothing) and no work to resume."""
+    return run_once(pipe, spec, out, overwrite=overwrite, progress_name=progress_name).out
+
+
+def run_once(pipe, spec: CohortSpec, out: str | Path, *, overwrite: bool = False,
+             progress_name: str = "sample") -> GenerateResult:
+    """`generate_once`, returning what it did (patients, seconds, sampler settings used)."""
     out = Path(out)
+    t0 = time.perf_counter()
     spec.check_against(pipe.label_vocabulary)
     _settings(pipe, spec)
     folders.prepare_output(out, "cohort", overwrite)  # before sampling, not after
@@ -430,13 +450,16 @@ def generate_once(pipe, spec: CohortSpec, out: str | Path, *, overwrite: bool = 
         try:
             state = _state(pipe, spec)
             _open_work(work, state, overwrite=False)
-            _run_shard(pipe, spec, work, Shard(), progress_name, None)
+            result = _run_shard(pipe, spec, work, Shard(), progress_name, None)
             # As `merge` reads it (key order included), so both paths give the same bytes.
             state = _read_json(work / STATE)
             assemble(work, stage, state, spec, _finished_records(work, spec))
         finally:
             shutil.rmtree(work, ignore_errors=True)
-    return out
+    result.out, result.merged = out, True
+    result.seconds = time.perf_counter() - t0
+    result.sampling = state["cohort_info"]["sampling"]
+    return result
 
 
 # ---------------------------------------------------------------------------------- merging
@@ -453,7 +476,7 @@ def merge(out: str | Path, *, overwrite: bool = False) -> Path:
     spec = CohortSpec.model_validate(state["spec"])
     records = _finished_records(work, spec)
     if (out / folders.MARKER).is_file() and not overwrite:
-        raise InputError(f"{out}: already holds a synthmed cohort; pass --overwrite to replace it")
+        raise InputError(f"{out}: already holds a synthmed cohort; pass {arg('overwrite', True)} to replace it")
     with folders.staged_output(out, "cohort", overwrite=True) as stage:
         assemble(work, stage, state, spec, records)
     shutil.rmtree(work, ignore_errors=True)
@@ -472,7 +495,7 @@ def _finished_records(work: Path, spec: CohortSpec) -> list[dict[str, Any]]:
         done.update(d["records"])
     if len(counts) > 1:
         raise InputError(f"{work}: shards of different splits ({sorted(counts)}) were run; run one "
-                         "split (or --overwrite and start again)")
+                         f"split (or {arg('overwrite', True)} and start again)")
     n = counts.pop() if counts else 0
     missing_shards = sorted(set(range(n)) - seen_shards)
     if not shard_files or missing_shards:
@@ -555,4 +578,4 @@ def _link(src: Path, dst: Path) -> None:
 
 
 __all__ = ["Shard", "GenerateResult", "generate", "merge", "sample_group", "work_dir",
-           "context_for", "write_formats", "patient_done", "assemble", "generate_once"]
+           "context_for", "write_formats", "patient_done", "assemble", "generate_once", "run_once"]

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from synthmed.errors import InputError
+from synthmed.errors import InputError, arg
 
 MARKER = "synthmed-folder.json"
 MARKER_SCHEMA = "synthmed.folder/1"
@@ -149,7 +149,7 @@ def restamp(root: str | Path, reason: str) -> tuple[FolderInfo, str | None]:
     history with the old and new fingerprint, the time and `reason`. Returns (info, old fp)."""
     root = Path(root)
     if not reason.strip():
-        raise InputError("--restamp needs --reason: say why the folder changed")
+        raise InputError(f"restamping needs a {arg('reason')}: say why the folder changed")
     old = read_marker(root)
     kind = old["kind"] if old else _guess_kind(root)
     if kind is None:
@@ -261,7 +261,7 @@ def prepare_output(path: str | Path, kind: str, overwrite: bool = False,
     kind is accepted as it is; the writer decides whether to resume it."""
     path = Path(path)
     if path.exists() and not path.is_dir():
-        raise InputError(f"{path}: --out names an existing file; it must be a folder (new or "
+        raise InputError(f"{path}: {arg('out')} names an existing file; it must be a folder (new or "
                          "existing)")
     # Nothing is written inside a finished synthmed folder: it would change its fingerprint (a
     # run or a demo would no longer verify), and an audit's report.html, which shows real
@@ -270,7 +270,7 @@ def prepare_output(path: str | Path, kind: str, overwrite: bool = False,
     outer = _enclosing_kind(path)
     if outer is not None:
         raise InputError(f"{path}: is inside the synthmed {outer[1]} folder {outer[0]}; a {kind} "
-                         f"may not be written into a {outer[1]} (choose an --out outside it)")
+                         f"may not be written into a {outer[1]} (choose an {arg('out')} outside it)")
     if not path.exists() or not any(path.iterdir()):
         return path
     existing = kind_of(path)
@@ -278,19 +278,19 @@ def prepare_output(path: str | Path, kind: str, overwrite: bool = False,
         raise InputError(f"{path}: is not empty and not a synthmed folder; synthmed writes only "
                          "into a new or empty folder (nothing in it was changed)")
     if existing != kind:
-        raise InputError(f"{path}: holds a synthmed {existing}, not a {kind}; choose another --out "
-                         "(nothing in it was changed)")
+        raise InputError(f"{path}: holds a synthmed {existing}, not a {kind}; choose another "
+                         f"{arg('out')} (nothing in it was changed)")
     if grows_in_place:
         return path
     if not overwrite:
-        raise InputError(f"{path}: already holds a synthmed {kind}; pass --overwrite to replace it")
+        raise InputError(f"{path}: already holds a synthmed {kind}; pass {arg('overwrite', True)} to replace it")
     # Replacing deletes the old folder: only when it holds exactly what synthmed wrote, so a
     # file a user put in it (notes, a trained run) is never deleted.
     try:
         verify(path, kind)
     except InputError as err:
         raise InputError(f"{path}: not replaced, it is no longer as synthmed wrote it ({err}); "
-                         "move what you added elsewhere, or choose another --out") from None
+                         f"move what you added elsewhere, or choose another {arg('out')}") from None
     return path
 
 

@@ -11,16 +11,16 @@ from synthmed.models.config import TrainConfig
 
 if TYPE_CHECKING:
     from synthmed.generate.pipeline import DiffusionModel, load
-    from synthmed.models.trainer import train
+    from synthmed.models.trainer import run_training, train
 
-__all__ = ["TrainConfig", "train", "load", "DiffusionModel"]
+__all__ = ["TrainConfig", "train", "run_training", "load", "DiffusionModel"]
 
 
 def __getattr__(name: str) -> Any:
-    if name == "train":
-        from synthmed.models.trainer import train
+    if name in ("train", "run_training"):
+        from synthmed.models import trainer
 
-        return train
+        return getattr(trainer, name)
     if name in ("load", "DiffusionModel"):
         # The public entry points of a trained model; the object that samples is the pipeline
         # in synthmed.generate (models/ itself holds networks, configs and schedulers only).

@@ -31,7 +31,7 @@ from rich.progress import TextColumn
 from synthmed.data.dataset import Dataset
 from synthmed.data.values import check_values, intensity_range
 from synthmed.io import folders
-from synthmed.errors import ConfigError, InputError, SynthmedError
+from synthmed.errors import ConfigError, InputError, SynthmedError, arg
 from synthmed.io.atomic import write_json, write_text
 from synthmed.models import autoencoder as ae_mod
 from synthmed.models.checkpoint import (CheckpointError, flatten_state, latest_checkpoint,
@@ -46,6 +46,7 @@ from synthmed.models.sampling import resolve_sampling
 from synthmed.models.schedulers import training_scheduler
 from synthmed.progress import console, make_progress, progress_enabled
 from synthmed.provenance import hash_id_list, provenance, sha256_file, sha256_json
+from synthmed.results import TrainResult
 from synthmed.viz import save_png, tile, to_uint8, view_2d
 
 if TYPE_CHECKING:
@@ -125,6 +126,12 @@ class _Dist:
 
 def train(dataset: str | Path, config: TrainConfig, out: str | Path, resume: bool = False) -> Path:
     """Train on the train split of `dataset`; write the run folder `out`; return it."""
+    return run_training(dataset, config, out, resume=resume).out
+
+
+def run_training(dataset: str | Path, config: TrainConfig, out: str | Path, *,
+                 resume: bool = False) -> TrainResult:
+    """`train`, returning what the run wrote (model hash, steps, losses) instead of its folder."""
     if not isinstance(config, TrainConfig):
         raise ConfigError("train: config must be a TrainConfig (use load_config(path, TrainConfig))")
     from synthmed.io import folders
@@ -141,7 +148,10 @@ def train(dataset: str | Path, config: TrainConfig, out: str | Path, resume: boo
                 out.mkdir(parents=True, exist_ok=True)
                 if folders.read_marker(out) is None:
                     folders.stamp(out, "run")  # a run killed before its first checkpoint is still one
-            return _Run(Path(dataset), config, out, resume, d).run()
+            card = _Run(Path(dataset), config, out, resume, d).run()
+        # only rank 0 writes the model card; the other ranks know what they were asked to do
+        return TrainResult.from_card(out, card if card is not None else {"steps": config.steps,
+                                                                         "world_size": d.world})
     finally:
         d.close()
         torch.set_num_threads(threads)  # `threads` applies to this run only (notebooks, tests)
@@ -158,8 +168,8 @@ class _Run:
         self.resume_requested = resume
         if not resume and (latest_checkpoint(out / "checkpoint") is not None
                            or latest_checkpoint(out / AE_CHECKPOINT) is not None):
-            raise InputError(f"{out}: already holds a training run; pass --resume to continue it "
-                             "or choose another --out")
+            raise InputError(f"{out}: already holds a training run; pass {arg('resume', True)} to "
+                             f"continue it or choose another {arg('out')}")
         self.resume = resume and latest_checkpoint(out / "checkpoint") is not None
         if self.resume:
             _check_resume_steps(out / "checkpoint", cfg.steps)
@@ -311,7 +321,7 @@ class _Run:
         if state.get("resume_key") != self._resume_key():
             raise CheckpointError(f"{where}: checkpoint was made with a different config "
                                   "(only steps, checkpoint_every, sample_every, log_every, threads "
-                                  "and device may change on --resume)")
+                                  f"and device may change on {arg('resume', True)})")
         if state.get("dataset_fingerprint") != self.fingerprint:
             raise CheckpointError(f"{where}: checkpoint was made on a different dataset "
                                   "(fingerprint differs)")
@@ -396,7 +406,8 @@ class _Run:
 
     # ---- the loop ------------------------------------------------------------------------------
 
-    def run(self) -> Path:
+    def run(self) -> dict[str, Any] | None:
+        """Train; the model card written (on rank 0; None on the other ranks)."""
         cfg, d = self.cfg, self.d
         self._build()
         self.losses: list[dict[str, float]] = []
@@ -481,10 +492,10 @@ class _Run:
         if d.main:
             if model is None:  # resumed a finished run
                 model = self._write_outputs(cfg.steps, True)
-            write_model_card(self.out, self, model)
+            card = write_model_card(self.out, self, model)
             folders.stamp(self.out, "run")
         d.barrier()
-        return self.out
+        return card if d.main else None
 
 
 def _drop(cond: Conditions, u: torch.Tensor, c) -> Conditions:
@@ -501,7 +512,7 @@ def _check_resume_steps(root: Path, steps: int) -> None:
     done = read_json(where / "state.json", "checkpoint state").get("step")
     if isinstance(done, int) and steps < done:
         raise ConfigError(f"{where}: the run is already at step {done}; steps = {steps} is below it "
-                          f"(a resumed run can only train longer: use steps >= {done}, or a new --out)")
+                          f"(a resumed run can only train longer: use steps >= {done}, or a new {arg('out')})")
 
 
 def _priors(labels: np.ndarray, ages: np.ndarray, sexes: np.ndarray, vocab: list[str]) -> dict[str, Any]:
@@ -536,7 +547,7 @@ def _dp_card_lines(dp: dict[str, Any] | None) -> list[str]:
             + "; ".join(dp["not_covered"])]
 
 
-def write_model_card(out: Path, run: _Run, model: DiffusionModel) -> None:
+def write_model_card(out: Path, run: _Run, model: DiffusionModel) -> dict[str, Any]:
     """Model card (JSON + markdown): counts, hashes, losses, resolved sampler defaults; nothing
     identifying."""
     cfg = run.cfg
@@ -583,3 +594,4 @@ def write_model_card(out: Path, run: _Run, model: DiffusionModel) -> None:
         *[f"| {k} | {v['patients']} | {v['images']} |" for k, v in splits.items()], "",
     ]
     write_text(out / "model_card.md", "\n".join(lines))
+    return card

@@ -54,6 +54,12 @@ class PhantomSummary:
     findings: dict[str, int] = field(default_factory=dict)  # studies showing each finding
     metadata_csv: Path | None = None
 
+    def summary(self) -> str:
+        findings = ", ".join(f"{k} {v}" for k, v in self.findings.items())
+        return (f"wrote {self.patients} patients, {self.studies} studies, {self.files} DICOM files "
+                f"({self.kind}) to {self.out}\nstudies with findings: {findings}\n"
+                f"metadata: {self.metadata_csv}")
+
 
 @dataclass(frozen=True)
 class _Job:

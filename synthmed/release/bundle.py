@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from synthmed.errors import InputError, SynthmedError
+from synthmed.errors import InputError, SynthmedError, arg, render
 from synthmed.generate.documents import (CARD_JSON, CARD_MD, SUMS, DataCard, SourceSummary,
                                         check_sha256sums, write_data_card,
                                         write_sha256sums)
@@ -53,10 +53,11 @@ class ReleaseRefused(SynthmedError):
     """The release was refused; `reasons` holds one line per reason."""
 
     def __init__(self, reasons: list[str]):
-        self.reasons = list(reasons)
+        # `reasons` spelled for Python; the message keeps the arguments, so the CLI shows flags
+        self.reasons = [render(r) for r in reasons]
         n = len(self.reasons)
         super().__init__(f"release refused ({n} reason{'s' if n != 1 else ''}):\n"
-                         + "\n".join(f"  - {r}" for r in self.reasons))
+                         + "\n".join(f"  - {r}" for r in reasons))
 
 
 @dataclass
@@ -64,6 +65,14 @@ class ReleaseResult:
     out: Path
     record: dict[str, Any]
     warnings: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        s = self.record["scan"]
+        lines = [f"warning: {w}" for w in self.warnings]
+        lines.append(f"released {self.out} at the '{self.record['tier']}' tier: {s['files']} files "
+                     f"scanned ({s['bytes']} bytes, {sum(s['identifier_counts'].values())} "
+                     "identifiers searched), none found")
+        return "\n".join(lines)
 
 
 def cohort_formats(cohort: Path) -> list[str]:
@@ -154,7 +163,7 @@ def check_inputs(cohort: Path, audit_dir: Path, dataset: Path, model: Path, tier
         missing = [f for f in formats if f not in cohort_formats(cohort)]
         if missing:
             reasons.append(Reason(f"the cohort holds no {', '.join(missing)} images (it has "
-                                  f"{', '.join(cohort_formats(cohort)) or 'none'}); choose --formats "
+                                  f"{', '.join(cohort_formats(cohort)) or 'none'}); choose {arg('formats')} "
                                   "among those", False))
     # the model
     rinfo = _verified(model, "run", f"model run {model}", reasons)
@@ -178,7 +187,7 @@ def check_inputs(cohort: Path, audit_dir: Path, dataset: Path, model: Path, tier
                 reasons.append(Reason(f"the audit is of another model's cohort (audit: "
                                       f"{short(audited_model)}, {model}: {short(mhash)})", True))
     if tier not in TIER_RANK:
-        reasons.append(Reason(f"--tier must be public or controlled (got {tier!r})", False))
+        reasons.append(Reason(f"{arg('tier')} must be public or controlled (got {tier!r})", False))
     return reasons, found
 
 
@@ -309,7 +318,7 @@ def release(cohort: str | Path, *, audit: str | Path, dataset: str | Path, model
 
     cohort, audit_dir, dataset, model, out = map(Path, (cohort, audit, dataset, model, out))
     if override is not None and not override.strip():
-        raise InputError("--override needs a reason in words (it is written into the bundle)")
+        raise InputError(f"{arg('override')} needs a reason in words (it is written into the bundle)")
     folders.prepare_output(out, "bundle", overwrite)
     have = cohort_formats(cohort) if cohort.is_dir() else []
     # by default the viewer formats a cohort has; its array store (images.npy) only when it has
@@ -318,10 +327,10 @@ def release(cohort: str | Path, *, audit: str | Path, dataset: str | Path, model
     chosen = sorted(set(formats or default), key=FORMATS.index) if all(
         f in FORMATS for f in (formats or default)) else None
     if chosen is None:
-        raise InputError(f"--formats: unknown format in {formats} (choose among {', '.join(FORMATS)})")
+        raise InputError(f"{arg('formats')}: unknown format in {formats} (choose among {', '.join(FORMATS)})")
     reasons, found = check_inputs(cohort, audit_dir, dataset, model, tier, chosen)
     if not sources:
-        reasons.append(Reason("name the folders the dataset was ingested from (--source): the bundle "
+        reasons.append(Reason(f"name the folders the dataset was ingested from ({arg('sources')}): the bundle "
                               "is scanned for their UIDs, dates and identifiers before it is sealed", False))
     key_bytes = _key(key, dataset, reasons)
     hard = [r for r in reasons if not r.overridable]
@@ -329,7 +338,7 @@ def release(cohort: str | Path, *, audit: str | Path, dataset: str | Path, model
     if hard or (soft and override is None):
         lines = [r.text for r in reasons]
         if soft and not hard:
-            lines.append("(a person may accept the reasons above with --override \"why\"; it is "
+            lines.append(f"(a person may accept the reasons above with {arg('override', 'why')}; it is "
                          "written into the bundle)")
         raise ReleaseRefused(lines)
     ds, co = found["dataset"], found["cohort"]
@@ -337,7 +346,7 @@ def release(cohort: str | Path, *, audit: str | Path, dataset: str | Path, model
     warnings = []
     if soft:
         warnings.append(f"released under an override ({override.strip()}): "
-                        + "; ".join(r.text for r in soft))
+                        + "; ".join(render(r.text) for r in soft))
     # image checks on the cohort's images (what every format was written from)
     real = ds.images
     equal = scan.equal_to_real(co.images, real, intensity_range(ds.info))
@@ -357,7 +366,7 @@ def release(cohort: str | Path, *, audit: str | Path, dataset: str | Path, model
         "model_sha256": found["model_sha256"],
         "audit_folder_fingerprint": found["audit_folder_fingerprint"],
         "checksums": found["checksums"],
-        "override": ({"reason": override.strip(), "accepted": [r.text for r in soft]}
+        "override": ({"reason": override.strip(), "accepted": [render(r.text) for r in soft]}
                      if soft else None),
     }
     from synthmed import __version__
@@ -407,7 +416,7 @@ def _key(key: str | Path | None, dataset: Path, reasons: list[Reason]) -> bytes 
             path = Path(recorded)
     if path is None or not path.is_file():
         reasons.append(Reason("the de-identification key is needed to check that no key bytes are in "
-                              "the bundle: pass --key (the dataset does not record where it is, or it "
+                              f"the bundle: pass {arg('key')} (the dataset does not record where it is, or it "
                               "is not there)", False))
         return None
     return path.read_bytes()

@@ -25,7 +25,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from synthmed.errors import InputError
+from synthmed.errors import InputError, arg
 
 STANDARD_UID_ROOT = "1.2.840.10008."
 _DICOM_SUFFIXES = ("", ".dcm", ".dicom", ".ima")
@@ -198,7 +198,7 @@ def add_sources(ids: Identifiers, sources: list[Path]) -> None:
     for src in sources:
         src = Path(src)
         if not src.exists():
-            raise InputError(f"{src}: source folder does not exist (--source names the inputs the "
+            raise InputError(f"{src}: source folder does not exist ({arg('sources')} names the inputs the "
                              "dataset was ingested from)")
         files = [src] if src.is_file() else sorted(p for p in src.rglob("*") if p.is_file())
         # first and last file of each folder: a full header walk (see _PER_FILE_TAGS)
