@@ -13,6 +13,7 @@ into, synthmed/io/folders.py).
 
 from __future__ import annotations
 
+import shlex
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -129,11 +130,12 @@ class _Run:
 
     # ------------------------------------------------------------------ helpers
     def f(self, rel: str) -> str:
-        """A demo path as the printed commands name it (the final folder, not the staging one)."""
-        return str(self.final / rel)
+        """A demo path as the printed commands name it (the final folder, not the staging one),
+        quoted for a shell where it needs to be."""
+        return shlex.quote(str(self.final / rel))
 
     def r(self, rel: str) -> str:
-        return str(self.again / rel)
+        return shlex.quote(str(self.again / rel))
 
     def stage(self, name: str, command: str, fn: Callable[[], tuple[Any, str]]) -> Any:
         if self.on_start is not None:
