@@ -33,10 +33,10 @@ class StrictConfig(BaseModel):
 
 
 # A shipped config's kind is read from its file name: `ingest-*.yaml`, `audit-*.yaml`,
-# `cohort-*.yaml` (a cohort spec), and every
+# `cohort-*.yaml` (a cohort spec), `evaluate*.yaml` (a cohort evaluation), and every
 # other file is a training config. The prefix may be left out of a name (`--profile public`).
 CONFIG_KINDS: dict[str, str] = {"ingest": "ingest-", "audit": "audit-", "cohort": "cohort-",
-                                "train": ""}
+                                "evaluate": "evaluate", "train": ""}
 
 
 @dataclass(frozen=True)

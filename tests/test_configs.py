@@ -22,7 +22,10 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE_CONFIGS = ROOT / "synthmed" / "configs"
 from synthmed.generate.spec import CohortSpec  # noqa: E402
 
-MODELS = {"ingest": IngestConfig, "train": TrainConfig, "audit": AuditProfile, "cohort": CohortSpec}
+from synthmed.evaluate.config import CohortEvalConfig  # noqa: E402
+
+MODELS = {"ingest": IngestConfig, "train": TrainConfig, "audit": AuditProfile, "cohort": CohortSpec,
+          "evaluate": CohortEvalConfig}
 
 
 def test_every_shipped_config_has_a_kind_a_description_and_validates():

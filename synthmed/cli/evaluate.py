@@ -1,4 +1,10 @@
-"""`synthmed evaluate RUN --dataset DATA --out EVAL`: how faithful and how controllable a generator is."""
+"""`synthmed evaluate`: how good a cohort is (`--synthetic COHORT`), or a generator (`RUN`).
+
+    synthmed evaluate --dataset DATA --synthetic COHORT --out EVAL   fidelity, diversity and
+        condition agreement of a cohort folder, each beside its real floor (evaluate_cohort)
+    synthmed evaluate RUN --dataset DATA --out EVAL                  conditioning and fidelity of
+        a trained generator, sampled here (evaluate_generator)
+"""
 
 from __future__ import annotations
 
@@ -10,37 +16,65 @@ from rich.table import Table
 
 from synthmed.cli.app import app
 from synthmed.cli.options import check_int, check_out_folder, check_seed
+from synthmed.errors import InputError
+
+_GENERATOR_ONLY = ("--n", "--labels", "--top", "--guidance", "--steps", "--sampler", "--batch-size",
+                   "--real-grid")
 
 
 @app.command("evaluate")
 def evaluate_cmd(
-    run: Path = typer.Argument(..., help="run folder written by `synthmed train`"),
+    run: Optional[Path] = typer.Argument(None, help="run folder written by `synthmed train` (or give --synthetic)"),
     dataset: Path = typer.Option(..., "--dataset", help="the ingested dataset the model was trained on"),
-    out: Path = typer.Option(..., "--out", "-o", help="folder for evaluation.json and samples.png"),
-    n: int = typer.Option(100, "--n", help="samples per condition"),
-    labels: Optional[str] = typer.Option(None, "--labels", help='findings to condition on, e.g. "Effusion,Mass" (default: the --top most frequent)'),
-    top: int = typer.Option(4, "--top", help="how many of the most frequent findings to evaluate"),
-    guidance: Optional[List[float]] = typer.Option(None, "--guidance", help="guidance scale; repeat to compare several (default: the model's)"),
-    steps: Optional[int] = typer.Option(None, "--steps", help="sampler steps (default: the model's)"),
-    sampler: Optional[str] = typer.Option(None, "--sampler", help="dpm++ | ddim | ddpm (default: the model's)"),
+    out: Path = typer.Option(..., "--out", "-o", help="folder for evaluation.json (and report.html / samples.png)"),
+    synthetic: Optional[Path] = typer.Option(None, "--synthetic", help="a cohort folder written by `synthmed generate` / `synthmed sample`: evaluate it instead of a RUN"),
+    config: Optional[str] = typer.Option(None, "--config", help="cohort evaluation config: a YAML path or a shipped name (evaluate, evaluate-quick); default evaluate"),
+    encoder: Optional[Path] = typer.Option(None, "--encoder", help="local encoder weights (an audit's encoder/ folder) instead of training the audit's encoder here"),
+    n: Optional[int] = typer.Option(None, "--n", help="samples per condition (RUN; default 100)"),
+    labels: Optional[str] = typer.Option(None, "--labels", help='findings to condition on, e.g. "Effusion,Mass" (RUN; default: the --top most frequent)'),
+    top: Optional[int] = typer.Option(None, "--top", help="how many of the most frequent findings to evaluate (RUN; default 4)"),
+    guidance: Optional[List[float]] = typer.Option(None, "--guidance", help="guidance scale; repeat to compare several (RUN; default: the model's)"),
+    steps: Optional[int] = typer.Option(None, "--steps", help="sampler steps (RUN; default: the model's)"),
+    sampler: Optional[str] = typer.Option(None, "--sampler", help="dpm++ | ddim | ddpm (RUN; default: the model's)"),
     seed: int = typer.Option(0, "--seed"),
-    batch_size: int = typer.Option(64, "--batch-size"),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="sampling batch (RUN; default 64)"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace the evaluation already in --out"),
     allow_other_dataset: bool = typer.Option(False, "--allow-other-dataset", help="evaluate against a dataset the model was not trained on (recorded in evaluation.json)"),
-    real_grid: bool = typer.Option(False, "--real-grid", help="also write real.png, a grid of REAL images for comparison (shows patients: keep it inside)"),
+    real_grid: bool = typer.Option(False, "--real-grid", help="RUN: also write real.png, a grid of REAL images for comparison (shows patients: keep it inside)"),
 ) -> None:
-    """Sample per condition and measure: label rate vs chance, fidelity next to the real floor."""
+    """Measure a synthetic cohort (--synthetic) or a trained generator (RUN) against real data."""
+    from synthmed.io.folders import prepare_output
+    from synthmed.progress import console
+
+    if (run is None) == (synthetic is None):
+        raise InputError("give exactly one of RUN or --synthetic COHORT (a run folder to sample, or "
+                         "a cohort folder to evaluate)")
+    prepare_output(check_out_folder(out), "evaluation", overwrite)
+    check_seed(seed)
+    if synthetic is not None:
+        given = [opt for opt, v in zip(_GENERATOR_ONLY, (n, labels, top, guidance, steps, sampler,
+                                                          batch_size, real_grid or None)) if v]
+        if given:
+            raise InputError(f"{', '.join(given)}: only for RUN (sampling a generator); a cohort is "
+                             "read as it is (its settings are in --config)")
+        from synthmed.evaluate.cohort import evaluate_cohort
+
+        res = evaluate_cohort(dataset, synthetic, out, config=config, encoder=encoder, seed=seed,
+                              overwrite=overwrite, allow_other_dataset=allow_other_dataset)
+        typer.echo(res.summary())
+        typer.echo(f"wrote {out / 'evaluation.json'} and {out / 'report.html'}"
+                   + (" (INTERNAL: it shows real images)" if "INTERNAL" in
+                      (out / "report.html").read_text(encoding="utf-8")[:2000] else ""))
+        return
+    if config is not None or encoder is not None:
+        raise InputError("--config and --encoder are for --synthetic (a cohort evaluation)")
+    n, top, batch_size = (100 if n is None else n), (4 if top is None else top), (64 if batch_size is None else batch_size)
+    for value, option in ((n, "--n"), (top, "--top"), (batch_size, "--batch-size")):
+        check_int(value, option, 1)
     from synthmed.data.dataset import Dataset
     from synthmed.evaluate.runner import evaluate_generator
     from synthmed.models import load
-    from synthmed.progress import console
 
-    from synthmed.io.folders import prepare_output
-
-    prepare_output(check_out_folder(out), "evaluation", overwrite)
-    for value, option in ((n, "--n"), (top, "--top"), (batch_size, "--batch-size")):
-        check_int(value, option, 1)
-    check_seed(seed)
     model = load(run)
     ds = Dataset.open(dataset)
     wanted = [x.strip() for x in labels.split(",") if x.strip()] if labels else None

@@ -9,9 +9,10 @@ or the user's local weights via `load_embedder(...).embed`: one encoder for audi
 - MS-SSIM diversity (`diversity`), floor likewise; on images, not features.
 
 Synthetic sets are compared at the size the floor was measured at (the first `floor.size`
-synthetic images), since every one of these numbers moves with the sample size. Volumes
+synthetic images), since every one of these numbers moves with the sample size; a holdout (or a
+condition's holdout group) larger than the synthetic set is cut to whole patients that fit. Volumes
 (N, D, H, W) are read slice-wise (2.5D, `slices`) when `embed` is a 2D embedder (`slicewise=True`);
-a 3D embedder takes them whole. With labels, everything is also reported per condition.
+a 3D embedder takes them whole; their MS-SSIM is always slice-wise. With labels, everything is also reported per condition.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from synthmed.evaluate.slices import slicewise_diversity, slicewise_features
 
 @dataclass(frozen=True)
 class MetricReadout:
-    synthetic: dict[str, float]   # the cohort's value(s), at `floor.size` synthetic images
+    synthetic: dict[str, float]   # the cohort's value(s), at the floor's size (see `_readout`)
     floor: Floor                  # real holdout vs real train, with its interval per number
 
 
@@ -47,10 +48,13 @@ def _readout(metric: Callable, ref, holdout, patients, synth, *, replace: bool, 
              n_boot: int, seed: int) -> MetricReadout:
     fl = real_floor(metric, ref, holdout, patients, n_boot=n_boot, seed=seed, replace=replace,
                     fraction=fraction)
-    if synth.shape[0] < fl.size:
-        raise ValueError(f"{synth.shape[0]} synthetic images; the floor was measured at {fl.size}: "
+    # the bootstrap's interval is centred on the value at the holdout's own size (its replicates
+    # vary in size with the patients drawn); a subsample's on replicates of `size` rows
+    n = fl.n_candidate if replace else fl.size
+    if synth.shape[0] < n:
+        raise ValueError(f"{synth.shape[0]} synthetic images; the floor was measured at {n}: "
                          "give at least as many")
-    return MetricReadout(as_numbers(metric(ref, synth[:fl.size])), fl)
+    return MetricReadout(as_numbers(metric(ref, synth[:n])), fl)
 
 
 def fidelity_diversity(train: np.ndarray, holdout: np.ndarray, synthetic: np.ndarray, *,
@@ -68,7 +72,9 @@ def fidelity_diversity(train: np.ndarray, holdout: np.ndarray, synthetic: np.nda
     """
     train, holdout, synthetic = (np.asarray(a, np.float32) for a in (train, holdout, synthetic))
     feats = (lambda x: slicewise_features(x, embed)) if slicewise else embed
-    div = (lambda x: slicewise_diversity(x, n_pairs=n_pairs, seed=seed)) if slicewise else \
+    # MS-SSIM is a 2D instrument: volumes are read through slices whatever the feature space
+    # (a 3D encoder takes them whole for the Fréchet distance and PRDC)
+    div = (lambda x: slicewise_diversity(x, n_pairs=n_pairs, seed=seed)) if synthetic.ndim == 4 else \
         (lambda x: diversity(x, n_pairs=n_pairs, seed=seed))
     f_tr, f_ho, f_sy = (np.asarray(feats(x), np.float64) for x in (train, holdout, synthetic))
     out = _score(f_tr, f_ho, f_sy, holdout, synthetic, holdout_patients, div, k, n_boot, seed)
@@ -94,9 +100,29 @@ def fidelity_diversity(train: np.ndarray, holdout: np.ndarray, synthetic: np.nda
     return FidelityDiversity(out.frechet, out.prdc, out.ms_ssim, by)
 
 
+def holdout_within(patients: Any, n_rows: int, limit: int, seed: int) -> np.ndarray:
+    """Rows of whole holdout patients, drawn in a seeded order, as many as fit in `limit` rows
+    (all rows when they fit). A cohort is compared at its floor's size, so the floor is measured
+    on no more holdout images than the synthetic set has."""
+    if n_rows <= limit:
+        return np.arange(n_rows)
+    groups = patient_groups(patients, n_rows)
+    keep, total = [], 0
+    for g in np.random.default_rng(seed).permutation(len(groups)):
+        if total + groups[g].size <= limit:
+            keep.append(groups[g])
+            total += groups[g].size
+    return np.sort(np.concatenate(keep)) if keep else np.zeros(0, np.int64)
+
+
 def _score(f_tr, f_ho, f_sy, holdout, synthetic, patients, div, k, n_boot, seed) -> FidelityDiversity:
+    patients = np.arange(holdout.shape[0]) if patients is None else np.asarray(patients)
+    rows = holdout_within(patients, holdout.shape[0], synthetic.shape[0], seed)
+    if rows.size < holdout.shape[0]:
+        f_ho, holdout, patients = f_ho[rows], holdout[rows], patients[rows]
     if len(patient_groups(patients, holdout.shape[0])) < 4:
-        raise ValueError("fewer than 4 holdout patients: no floor can be measured")
+        raise ValueError(f"fewer than 4 holdout patients within the {synthetic.shape[0]} synthetic "
+                         "images' size: no floor can be measured")
     fd = _readout(lambda a, b: frechet_distance(a, b), f_tr, f_ho, patients, f_sy, replace=True,
                   fraction=1.0, n_boot=n_boot, seed=seed)
     pr = _readout(lambda a, b: prdc(a, b, k=k), f_tr, f_ho, patients, f_sy, replace=False,
