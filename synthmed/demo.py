@@ -27,7 +27,7 @@ from synthmed.config import find_shipped_config, load_config
 # install, about a minute on 2 CPU cores). Its model draws noise and 80 patients are far too few
 # for the public tier: its audit cannot pass, so its release is refused, and the demo shows why.
 QUICK = {"patients": 80, "phantom_px": 64, "studies": (1, 2), "train_steps": 10, "batch_size": 8,
-         "encoder_steps": 10, "n_bootstrap": 200, "evaluate_n": 8}
+         "encoder_steps": 10, "n_bootstrap": 200}
 # The full demo is sized so that its audit CAN be conclusive under the public profile
 # (synthmed.audit.power): a TPR at 1 % false alarms is measurable only with ~625 scored holdout
 # patients (log(alpha/2) / log(0.99) at the Bonferroni alpha of 13-14 rules), and with ~700 on
@@ -278,18 +278,19 @@ class _Run:
         self.stage("audit", cmd, go)
 
     def evaluate(self) -> None:
-        from synthmed.data.dataset import Dataset
-        from synthmed.evaluate import evaluate_generator
-        from synthmed.models import load
+        from synthmed.evaluate.cohort import evaluate_cohort
 
-        n = QUICK["evaluate_n"] if self.quick else 32
-        cmd = (f"synthmed evaluate {self.f('run')} --dataset {self.f('dataset')} --n {n} "
-               f"--seed {self.seed} --out {self.r('evaluate')}")
+        # the audit's encoder, saved in its folder: one encoder for both, trained once
+        config = "evaluate-quick" if self.quick else "evaluate"
+        cmd = (f"synthmed evaluate --dataset {self.f('dataset')} --synthetic {self.f('cohort')} "
+               f"--config {config} --encoder {self.f('audit/encoder')} --seed {self.seed} "
+               f"--out {self.r('evaluate')}")
 
         def go():
-            v = evaluate_generator(load(self.work / "run"), Dataset.open(self.work / "dataset"),
-                                   self.work / "evaluate", n=n, seed=self.seed)
-            return v, _fidelity_text(v)
+            w = self.work
+            v = evaluate_cohort(w / "dataset", w / "cohort", w / "evaluate", config=config,
+                                encoder=w / "audit" / "encoder", seed=self.seed)
+            return v, "; ".join(ln.strip() for ln in v.summary().splitlines() if ln.strip())
         self.stage("evaluate", cmd, go)
 
     def release(self) -> None:
@@ -337,19 +338,6 @@ def audit_text(v) -> str:
     if v.verdict == "inconclusive":
         text += (f"; too few patients to rule out a leak ({len(v.inconclusive_rules())} rules"
                  + (f", about {v.patients_needed} holdout patients needed)" if v.patients_needed else ")"))
-    return text
-
-
-def _fidelity_text(value: dict) -> str:
-    from synthmed.evaluate.runner import TRAIN_INSTRUMENT, headline_fidelity
-
-    key, synthetic, floor = headline_fidelity(value)
-    text = f"{key} to real train {synthetic:.3g} (real floor {floor:.3g})"
-    if "by_guidance" in value:
-        g, entry = next(iter(value["by_guidance"].items()))
-        a = entry[TRAIN_INSTRUMENT]["assignment"]["with_no_finding"]
-        text += (f"; conditioned finding named in {a['accuracy']:.0%} of samples (chance "
-                 f"{a['chance']:.0%}, guidance {g})")
     return text
 
 

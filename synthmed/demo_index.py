@@ -78,6 +78,51 @@ def cohort_strip(cohort: Path, patients: int = 6) -> bytes | None:
     return png_bytes(to_uint8(tile(np.stack(cells), ncol=width, pad=2), scale), optimize=True)
 
 
+def evaluation_figure(record: dict[str, Any]) -> bytes | None:
+    """The cohort evaluation's fidelity and diversity read-outs (dots) beside the range real
+    patients give against each other (bars): a dot outside its bar is unlike real data."""
+    fid = record.get("fidelity") or {}
+    rows = []
+    for key, metric, name in (("prdc", "precision", "precision"), ("prdc", "recall", "recall"),
+                              ("prdc", "coverage", "coverage"), ("ms_ssim", "ms_ssim", "MS-SSIM"),
+                              ("frechet", "value", "Fréchet distance")):
+        try:
+            v = float(fid[key]["synthetic"][metric])
+            iv = fid[key]["floor"]["metrics"][metric]
+            rows.append((name, v, float(iv["low"]), float(iv["high"])))
+        except (KeyError, TypeError, ValueError):
+            continue
+    if not rows:
+        return None
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    unit = [r for r in rows if r[0] != "Fréchet distance"]
+    dist = [r for r in rows if r[0] == "Fréchet distance"]
+    fig, axes = plt.subplots(1, 2 if dist else 1, figsize=(7.5, 2.4),
+                             gridspec_kw={"width_ratios": [3, 1.3]} if dist else None, squeeze=False)
+    for ax, group in zip(axes[0], (unit, dist)):
+        for y, (name, v, lo, hi) in enumerate(group):
+            lo = max(lo, 0.0) if name == "Fréchet distance" else lo
+            # '|' ends: a range of one value (recall 1 to 1) still shows
+            ax.plot([lo, hi], [y, y], lw=9, c="#c8c8d0", solid_capstyle="butt", marker="|", ms=14,
+                    mew=2, mec="#8a8a96", label="real vs real" if y == 0 else None)
+            ax.plot([v], [y], "o", c="#b3261e", ms=7, label="synthetic" if y == 0 else None)
+        ax.set_yticks(range(len(group)), [g[0] for g in group])
+        ax.set_ylim(-0.6, len(group) - 0.4)
+        ax.grid(axis="x", alpha=0.3)
+    axes[0][0].legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80, metadata={"Software": None})
+    plt.close(fig)
+    return buf.getvalue()
+
+
 def _latest(folder: Path, pattern: str) -> Path | None:
     found = sorted(folder.glob(pattern)) if folder.is_dir() else []
     return found[-1] if found else None
@@ -174,9 +219,10 @@ def render_index(root: Path, result, final: Path) -> str:
                 "the synthetic cohort: one virtual patient a row, first study and follow-ups",
                 "cohort/DATA_CARD.md" if (root / "cohort" / "DATA_CARD.md").is_file() else None, False,
                 "data card"),
-        _figure(_thumbnail(root / "evaluate" / "samples.png"),
-                "the evaluation's samples, by condition", _first(root, "evaluate/report.html",
-                                                                   "evaluate/samples.png"), False),
+        _figure(evaluation_figure(_read_json(root / "evaluate" / "evaluation.json")),
+                "the cohort evaluation: each read-out of the synthetic cohort (dot) beside the range "
+                "real patients give against each other (bar)",
+                _first(root, "evaluate/report.html"), False, "evaluation report"),
     ]
     figs = [f for f in figs if f]
     if figs:
