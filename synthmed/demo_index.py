@@ -164,8 +164,7 @@ def render_index(root: Path, result, final: Path) -> str:
     records = result.records
     audit = _read_json(root / "audit" / "audit.json")
     refused = _read_json(root / "release-refused.json")
-    released = (root / "release" / "release.json").is_file() or (
-        "release" in records and not refused and records["release"].value is not None)
+    released = (root / "release" / "release.json").is_file()
     verdict = str(audit.get("verdict", ""))
 
     parts = ["<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
