@@ -31,7 +31,10 @@ from synthmed.evaluate.config import resolve_eval_config
 # small budgets: the read-outs are the same code at any size
 SMALL = {"encoder": {"steps": 40, "batch_size": 32},
          "fidelity": {"n_pairs": 60, "n_boot": 20},
-         "conditions": {"epochs": 25, "n_boot": 100}}
+         "conditions": {"epochs": 25, "n_boot": 100},
+         "utility": {"channels": [8, 16, 16], "steps": 40, "batch_size": 32, "lr": 0.005,
+                     "n_bootstrap": 100}}
+NO_UTILITY = {"utility": None}
 
 
 def _cohort(root: Path, ds: Dataset, idx: np.ndarray, images=None, labels=None, **info) -> Path:
@@ -91,6 +94,12 @@ def test_fresh_real_patients_sit_at_every_floor(toy):
     # the toy's brightness follows the age: readable above chance
     assert cond["age group"]["agreement"] > cond["age group"]["chance"]
     assert cond["sex"]["classes"] == ["F", "M"]
+    # utility: fresh real patients with their true labels are as useful as the real train split
+    util = res.record["utility"]
+    assert set(util["regimes"]) == {"real", "synthetic", "real+synthetic", "synthetic->real"}
+    assert util["macro_labels"] == ["Effusion", "Mass"]
+    assert util["regimes"]["real"]["macro_auc"]["value"] > 0.8
+    assert util["tstr_trtr"]["value"] > 0.85, util["tstr_trtr"]
 
 
 def test_collapsed_and_mislabelled_cohorts_read_worse(toy):
@@ -103,7 +112,8 @@ def test_collapsed_and_mislabelled_cohorts_read_worse(toy):
     # the one encoder: the first evaluation's, reused as local weights
     enc = real.out / "encoder"
     c = evaluate_cohort(ds, collapsed, tmp / "eval-collapsed", config=cfg.model_copy(update={
-        "conditions": cfg.conditions.model_copy(update={"enabled": False})}), encoder=enc, seed=0).record
+        "conditions": cfg.conditions.model_copy(update={"enabled": False}), "utility": None}),
+        encoder=enc, seed=0).record
     fid = c["fidelity"]
     floor = {k: fid[k]["floor"]["metrics"] for k in ("frechet", "prdc", "ms_ssim")}
     assert fid["frechet"]["synthetic"]["value"] > floor["frechet"]["value"]["high"]
@@ -112,6 +122,7 @@ def test_collapsed_and_mislabelled_cohorts_read_worse(toy):
     assert fid["ms_ssim"]["synthetic"]["ms_ssim"] > floor["ms_ssim"]["ms_ssim"]["high"]
     assert c["encoder"]["source"] == "given"
     assert c["conditions"] == {"not_evaluated": "conditions.enabled is false in the config"}
+    assert c["utility"] == {"not_evaluated": "utility is null in the config"}
     # findings shuffled between images: the manifest no longer says what the images show
     rng = np.random.default_rng(0)
     labs = [ds.records[j].labels for j in ref]
@@ -123,6 +134,9 @@ def test_collapsed_and_mislabelled_cohorts_read_worse(toy):
         a, r = w["conditions"][f], real.record["conditions"][f]
         assert a["kappa"] < 0.3 < r["kappa"], (a, r)
         assert a["low"] < a["chance"] + 0.1
+    # and a classifier trained on them learns nothing that holds on real patients
+    ratio, real_ratio = w["utility"]["tstr_trtr"]["value"], real.record["utility"]["tstr_trtr"]["value"]
+    assert ratio < 0.8 and ratio < real_ratio - 0.15, (ratio, real_ratio)
 
 
 def test_outputs_are_self_contained_and_name_no_patient(toy):
@@ -137,6 +151,12 @@ def test_outputs_are_self_contained_and_name_no_patient(toy):
     assert srcs and all(s.startswith("data:image/png;base64,") for s in srcs)
     assert "<script" not in page.lower() and "http://" not in page and "https://" not in page
     assert "INTERNAL" in page and "Fréchet distance" in page and "Condition agreement" in page
+    assert "TSTR / TRTR" in page and "ROC curves of the utility classifiers" in page
+    # a ratio to a baseline at chance is flagged, never read (here the baseline is well above)
+    from synthmed.evaluate.cohort import baseline_at_chance
+
+    assert "Caution" not in page and not baseline_at_chance(rec["utility"])
+    assert baseline_at_chance({"regimes": {"real": {"macro_auc": {"value": 0.55, "low": 0.45}}}})
     text = (out / "evaluation.json").read_text() + page
     for p in ds.patients():
         assert p not in text
@@ -155,7 +175,8 @@ def test_same_inputs_same_bytes_and_missing_metadata_is_named(toy):
     tmp, ds, ref, _, real = toy
     cfg = resolve_eval_config(None, {"fidelity": {"n_pairs": 30, "n_boot": 4,
                                                                           "per_condition": False},
-                                     "conditions": {"epochs": 2}, "report": {"real_grids": False}})
+                                     "conditions": {"epochs": 2}, "report": {"real_grids": False},
+                                     **NO_UTILITY})
     # a manifest without sex or age (as a cohort sampled without them would be)
     recs = [CohortRecord(index=i, patient=f"SYN-{i:06d}", labels=ds.records[j].labels)
             for i, j in enumerate(ref)]
@@ -168,6 +189,22 @@ def test_same_inputs_same_bytes_and_missing_metadata_is_named(toy):
     page = (tmp / "e1" / "report.html").read_text()
     assert "INTERNAL" not in page  # no real image on it
     assert b.record == a.record
+
+
+def test_shipped_configs_validate_and_the_default_is_the_code_default():
+    from synthmed.evaluate.config import CohortEvalConfig
+
+    assert resolve_eval_config() == resolve_eval_config("evaluate") == CohortEvalConfig()
+    quick = resolve_eval_config("evaluate-quick")
+    assert quick.encoder.steps < CohortEvalConfig().encoder.steps and quick.utility.steps <= 10
+    # the encoder is the audit's: same settings as the shipped public audit profile
+    from synthmed.audit.profile import AuditProfile
+    from synthmed.config import find_shipped_config, load_config
+
+    audit = load_config(find_shipped_config("audit-public").path, AuditProfile)
+    assert CohortEvalConfig().encoder == audit.embedding
+    with pytest.raises(ConfigError, match="age_edges"):
+        resolve_eval_config(None, {"conditions": {"age_edges": [60, 40]}})
 
 
 def test_bad_inputs_are_one_line(toy, tmp_path):
@@ -209,7 +246,7 @@ def test_cli_synthetic_and_run_are_exclusive(toy, tmp_path, capsys):
     assert e.value.code == 2 and "nope.yaml: config file does not exist" in capsys.readouterr().err
     cfg = tmp_path / "fast.yaml"
     cfg.write_text("fidelity: {n_pairs: 20, n_boot: 3, per_condition: false}\n"
-                   "conditions: {enabled: false}\n")
+                   "conditions: {enabled: false}\nutility: null\n")
     with pytest.raises(SystemExit) as e:
         main(["evaluate", "--dataset", str(ds.root), "--synthetic", str(cohort), "--out", str(tmp_path / "e"),
               "--config", str(cfg), "--encoder", str(res.out / "encoder")])
@@ -243,3 +280,83 @@ def test_report_renders_in_headless_chromium(toy, tmp_path):
     # the red INTERNAL banner at the top
     top = a[: a.shape[0] // 10]
     assert np.any((top[..., 0] > 150) & (top[..., 1] < 80) & (top[..., 2] < 80))
+
+
+def test_volumes_are_read_slice_wise(tmp_path):
+    root = make_toy_dataset(tmp_path / "ds3", n_patients=48, images_per_patient=1, shape=(16, 16, 16),
+                            split_fractions=(0.5, 0.25, 0.25), seed=4)
+    ds = Dataset.open(root)
+    cohort = _cohort(tmp_path / "c3", ds, ds.indices("reference"))
+    cfg = resolve_eval_config(None, {"encoder": {"steps": 3, "batch_size": 8},
+                                     "fidelity": {"n_pairs": 20, "n_boot": 4, "per_condition": False},
+                                     "conditions": {"enabled": False}, **NO_UTILITY})
+    rec = evaluate_cohort(ds, cohort, tmp_path / "e3", config=cfg, seed=0).record
+    assert rec["encoder"]["spatial_dims"] == 3 and rec["encoder"]["slicewise"] is False
+    ms = rec["fidelity"]["ms_ssim"]
+    # MS-SSIM on volumes is the 2.5D read-out: the settings of a 16 x 16 slice (one scale)
+    assert ms["floor"]["n_candidate"] == 12 and 0 < ms["synthetic"]["ms_ssim"] < 1
+    page = (tmp_path / "e3" / "report.html").read_text()
+    assert "MS-SSIM" in page
+    # a 2D encoder given for volumes reads them slice-wise (2.5D): one vector per volume from
+    # 3 planes x 3 slices, slices resized to the encoder's input
+    from synthmed.audit.embeddings import ContrastiveEncoder
+
+    slices = np.asarray(ds.images[ds.indices("train")])[:, 8]
+    enc2d = ContrastiveEncoder(2, (12, 12), dim=16, seed=0)
+    enc2d.fit(np.stack([ndi_zoom(s) for s in slices]), steps=3, batch_size=8)
+    enc2d.save(tmp_path / "enc2d")
+    rec2 = evaluate_cohort(ds, cohort, tmp_path / "e4", config=cfg, encoder=tmp_path / "enc2d", seed=0).record
+    assert rec2["encoder"]["slicewise"] is True and rec2["encoder"]["spatial_dims"] == 2
+    assert rec2["fidelity"]["prdc"]["floor"]["n_candidate"] == 12
+    assert rec2["fidelity"]["frechet"]["synthetic"] != rec["fidelity"]["frechet"]["synthetic"]
+
+
+def ndi_zoom(image):
+    """A 16 x 16 slice resized to 12 x 12 (the 2D encoder's input)."""
+    from scipy import ndimage
+
+    return ndimage.zoom(image, 0.75, order=1).astype(np.float32)
+
+
+class _Blocks:
+    """4x4 block means: a fixed feature map (the product trains the audit's encoder)."""
+
+    name = "blocks"
+
+    def embed(self, images):
+        x = np.asarray(images, np.float64)
+        n, h, w = x.shape
+        return x.reshape(n, 4, h // 4, 4, w // 4).mean((2, 4)).reshape(n, -1)
+
+
+def test_sweep_of_a_generator_is_an_evaluation_folder(tmp_path, capsys):
+    import torch
+
+    from helpers_generate import fit_gaussian_model
+    from synthmed.evaluate.cohort import evaluate_sweep
+
+    root = make_toy_dataset(tmp_path / "ds", n_patients=40, images_per_patient=2, shape=(16, 16), seed=3)
+    ds = Dataset.open(root)
+    tr = ds.require_split("train")
+    model = fit_gaussian_model(np.asarray(ds.images[tr]), ds.label_matrix()[tr], k=12)
+    with pytest.raises(InputError, match="is not the dataset the model was trained on"):
+        evaluate_sweep(model, ds, tmp_path / "sw", [1, 4], n=12, encoder=_Blocks())
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        res = evaluate_sweep(model, ds, tmp_path / "sw", [1, 4], n=12, encoder=_Blocks(),
+                             allow_other_dataset=True)
+    finally:
+        torch.set_num_threads(before)
+    rec = json.loads((tmp_path / "sw" / "evaluation.json").read_text())
+    assert [p["steps"] for p in rec["sweep"]["points"]] == [1, 4] and rec["other_dataset"]
+    page = (tmp_path / "sw" / "report.html").read_text()
+    assert "Sampler sweep" in page and page.count("<img ") == 1 and (tmp_path / "sw" / "sweep.png").is_file()
+    assert "steps: Fréchet" in res.summary()
+    # the CLI refuses a malformed list before any work, in one line
+    with pytest.raises(SystemExit) as e:
+        main(["evaluate", str(tmp_path / "RUN"), "--dataset", str(root), "--out", str(tmp_path / "o"),
+              "--sweep-steps", "10,x"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert "--sweep-steps: '10,x' is not a list of whole step counts" in err and "\n" not in err

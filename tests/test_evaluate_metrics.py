@@ -116,6 +116,32 @@ def _prdc_reference(r, f, k):
                 density=inside.sum() / (k * f.shape[0]), coverage=(rf.min(1) <= r_rad).mean())
 
 
+def test_prdc_on_images_fresh_at_floor_blurred_worse_in_order(cxr_sets):
+    # the Gaussian case below checks noise, collapse and truncation; this one the image
+    # degradation a generator shows most: blur, at three strengths, in the feature map of the
+    # Fréchet test
+    train, holdout, hold_pat, fresh = cxr_sets
+    f_tr = _features(train)
+
+    def pr(ref, cand):
+        return prdc(ref, _features(cand), k=5)
+
+    floor = real_floor(pr, f_tr, holdout, hold_pat, n_boot=20, seed=0, replace=False, fraction=0.5)
+    m = floor.size
+    got = pr(f_tr, fresh[:m])
+    for key in ("recall", "density", "coverage"):
+        assert _at_floor(floor[key], getattr(got, key)), (key, getattr(got, key), floor[key])
+    # at 30 images against 70 every real replicate has precision 1 (a zero-width floor): a fresh
+    # real set must come close, not inside
+    assert floor["precision"].low == 1.0 and got.precision >= 0.9
+    # this feature map reads fine detail (|Laplacian|), so blur pushes a set off the real manifold
+    # fast: at sigma 0.5 px most of it, from 0.7 px all of it
+    blurred = [pr(f_tr, _blur(fresh[:m], s)) for s in (0.5, 0.7, 1.2)]
+    for key in ("precision", "density", "recall", "coverage"):
+        vals = [getattr(b, key) for b in blurred]
+        assert floor[key].low > vals[0] > vals[1] >= vals[2], (key, vals, floor[key])
+
+
 def test_prdc_matches_the_published_formulas_across_chunks():
     rng = np.random.default_rng(0)
     r, f = rng.normal(size=(1100, 3)), rng.normal(0.3, 1.2, size=(300, 3))  # > one 1024-row chunk
@@ -191,6 +217,9 @@ def test_ms_ssim_diversity_floor_and_ranking(cxr_sets):
     collapsed = [diversity(_collapse(fresh, modes), n_pairs=150, seed=0).ms_ssim for modes in (2, 1)]
     assert floor.high + 0.04 < collapsed[0] < collapsed[1]
     assert collapsed[1] > 0.99
+    # blur removes what tells patients apart: a blurred set is more alike than real patients are
+    blurred = [diversity(_blur(fresh, s), n_pairs=150, seed=0).ms_ssim for s in (1.2, 2.5)]
+    assert floor.high < blurred[0] < blurred[1], (floor, blurred)
     # noise destroys shared structure: pairs look less alike (this is why MS-SSIM is read beside precision)
     assert diversity(_noise(fresh, 0.1), n_pairs=150, seed=0).ms_ssim < floor.low
     # same set and seed, same number

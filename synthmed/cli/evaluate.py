@@ -4,6 +4,8 @@
         condition agreement of a cohort folder, each beside its real floor (evaluate_cohort)
     synthmed evaluate RUN --dataset DATA --out EVAL                  conditioning and fidelity of
         a trained generator, sampled here (evaluate_generator)
+    synthmed evaluate RUN --dataset DATA --sweep-steps 10,20,50 --out EVAL   fidelity against
+        sampling steps and wall time (evaluate_sweep)
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ def evaluate_cmd(
     overwrite: bool = typer.Option(False, "--overwrite", help="replace the evaluation already in --out"),
     allow_other_dataset: bool = typer.Option(False, "--allow-other-dataset", help="evaluate against a dataset the model was not trained on (recorded in evaluation.json)"),
     real_grid: bool = typer.Option(False, "--real-grid", help="RUN: also write real.png, a grid of REAL images for comparison (shows patients: keep it inside)"),
+    sweep: Optional[str] = typer.Option(None, "--sweep-steps", help='RUN: sample at each step count, e.g. "10,20,50,1000", and read fidelity against steps and wall time (--n images each)'),
 ) -> None:
     """Measure a synthetic cohort (--synthetic) or a trained generator (RUN) against real data."""
     from synthmed.io.folders import prepare_output
@@ -52,8 +55,9 @@ def evaluate_cmd(
     prepare_output(check_out_folder(out), "evaluation", overwrite)
     check_seed(seed)
     if synthetic is not None:
-        given = [opt for opt, v in zip(_GENERATOR_ONLY, (n, labels, top, guidance, steps, sampler,
-                                                          batch_size, real_grid or None)) if v]
+        given = [opt for opt, v in zip(_GENERATOR_ONLY + ("--sweep-steps",),
+                                       (n, labels, top, guidance, steps, sampler, batch_size,
+                                        real_grid or None, sweep)) if v]
         if given:
             raise InputError(f"{', '.join(given)}: only for RUN (sampling a generator); a cohort is "
                              "read as it is (its settings are in --config)")
@@ -66,8 +70,8 @@ def evaluate_cmd(
                    + (" (INTERNAL: it shows real images)" if "INTERNAL" in
                       (out / "report.html").read_text(encoding="utf-8")[:2000] else ""))
         return
-    if config is not None or encoder is not None:
-        raise InputError("--config and --encoder are for --synthetic (a cohort evaluation)")
+    if config is not None:
+        raise InputError("--config is for --synthetic (a cohort evaluation)")
     n, top, batch_size = (100 if n is None else n), (4 if top is None else top), (64 if batch_size is None else batch_size)
     for value, option in ((n, "--n"), (top, "--top"), (batch_size, "--batch-size")):
         check_int(value, option, 1)
@@ -75,6 +79,18 @@ def evaluate_cmd(
     from synthmed.evaluate.runner import evaluate_generator
     from synthmed.models import load
 
+    if sweep is not None:
+        counts = parse_steps(sweep)
+        from synthmed.evaluate.cohort import evaluate_sweep
+
+        res = evaluate_sweep(load(run), Dataset.open(dataset), out, counts, n=n, seed=seed, encoder=encoder,
+                             sampler=sampler, batch_size=batch_size, overwrite=overwrite,
+                             allow_other_dataset=allow_other_dataset)
+        typer.echo(res.summary())
+        typer.echo(f"wrote {out / 'evaluation.json'}, {out / 'sweep.png'} and {out / 'report.html'}")
+        return
+    if encoder is not None:
+        raise InputError("--encoder is for --synthetic or --sweep-steps")
     model = load(run)
     ds = Dataset.open(dataset)
     wanted = [x.strip() for x in labels.split(",") if x.strip()] if labels else None
@@ -85,6 +101,20 @@ def evaluate_cmd(
     print_summary(console, record)
     console.print(f"wrote {out / 'evaluation.json'} and {out / 'samples.png'}"
                   + (f" and {out / 'real.png'}" if real_grid else ""))
+
+
+def parse_steps(text: str) -> list[int]:
+    """'10,20,50,1000' -> [10, 20, 50, 1000]; anything else is one readable line."""
+    try:
+        counts = [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        counts = []
+    if not counts or any(c < 1 for c in counts):
+        raise InputError(f"--sweep-steps: {text!r} is not a list of whole step counts >= 1 "
+                         "(e.g. 10,20,50,1000)")
+    if len(set(counts)) != len(counts):
+        raise InputError(f"--sweep-steps: step counts repeat in {text!r}")
+    return counts
 
 
 def print_summary(console, record: dict) -> None:

@@ -16,6 +16,8 @@ here on the dataset's real TRAIN split only:
 3. **Condition fidelity** (`agreement`): classifiers trained on real train images read each
    cohort image's finding, sex and age group; reported as agreement with the manifest, chance,
    a patient-bootstrap interval and the same classifier's agreement on real holdout images.
+4. **Utility** (`synthmed.evaluate.utility`): the same classifier trained on real, synthetic,
+   both, and synthetic then real, each tested on the real holdout (macro AUC, TSTR / TRTR).
 
 Outputs, as one whole folder (synthmed/io/folders.py): `evaluation.json` (numbers, the settings
 actually used, provenance; no path and no patient value) and `report.html` (synthmed.evaluate.report;
@@ -147,7 +149,7 @@ def age_group_of(ages: np.ndarray, edges: Sequence[float]) -> np.ndarray:
 
 def _fit(x: np.ndarray, y: np.ndarray, labels: Sequence[str], spatial_dims: int,
          cfg: ConditionSettings, seed: int) -> LabelClassifier:
-    clf = LabelClassifier(spatial_dims, x.shape[1:], list(labels), seed=seed)
+    clf = LabelClassifier(spatial_dims, x.shape[1:], list(labels), channels=cfg.channels, seed=seed)
     return clf.fit(x, y, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr)
 
 
@@ -281,9 +283,10 @@ def evaluate_cohort(dataset: Any, synthetic: str | Path, out: str | Path, *,
                              allow_other_dataset)
     tr, ho = ds.require_split("train"), ds.require_split("holdout")
     pid = ds.patient_ids
-    x_tr = np.asarray(ds.images[tr], np.float32)
-    x_ho = np.asarray(ds.images[ho], np.float32)
-    x_sy = np.asarray(co.images, np.float32)
+    # copies, not views of the read-only memory maps (torch wraps them in every classifier)
+    x_tr = np.array(ds.images[tr], np.float32)
+    x_ho = np.array(ds.images[ho], np.float32)
+    x_sy = np.array(co.images, np.float32)
     sy_patients = co.patient_ids()
     findings = finding_labels(ds.label_vocabulary)
     y_tr, y_ho = label_targets(ds, tr, findings), label_targets(ds, ho, findings)
@@ -349,6 +352,25 @@ def evaluate_cohort(dataset: Any, synthetic: str | Path, out: str | Path, *,
                                                       sy_patients, ds.spatial_dims, cfg.conditions, seed)
     clock["conditions"] = time.perf_counter() - t
 
+    t = time.perf_counter()
+    roc = None
+    if cfg.utility is None:
+        record["utility"] = {"not_evaluated": "utility is null in the config"}
+    elif plain or not findings:
+        record["utility"] = {"not_evaluated": "the cohort is a plain image folder: it has no labels to "
+                                              "train on" if plain else "the dataset has no finding labels"}
+    else:
+        from synthmed.evaluate.utility import utility
+
+        with console.status("utility: the classifier trained on real, synthetic, both, synthetic->real"):
+            try:
+                u = utility(x_tr, y_tr, x_sy, y_sy, x_ho, y_ho, findings, config=cfg.utility, seed=seed,
+                            train_patients=pid[tr], holdout_patients=pid[ho])
+                record["utility"], roc = u.to_json(), u.roc
+            except InputError as err:
+                record["utility"] = {"not_measured": str(err)}
+    clock["utility"] = time.perf_counter() - t
+
     if notes:
         record["notes"] = notes
     if other:
@@ -363,14 +385,14 @@ def evaluate_cohort(dataset: Any, synthetic: str | Path, out: str | Path, *,
     t = time.perf_counter()
     with folders.staged_output(out, "evaluation", overwrite) as stage:
         _write(stage, record, cfg, embedder if encoder is None else None, x_tr, y_tr, x_sy, y_sy,
-               findings, seed)
+               findings, seed, roc)
     clock["write"] = time.perf_counter() - t
     clock["total"] = time.perf_counter() - t0
     return CohortEvaluation(out, record, clock)
 
 
 def _write(stage: Path, record: dict, cfg: CohortEvalConfig, trained_encoder, x_tr, y_tr, x_sy, y_sy,
-           findings, seed: int) -> None:
+           findings, seed: int, roc=None) -> None:
     from synthmed.evaluate.report import ReportData, sample_grids, write_report
     from synthmed.io.atomic import write_json
     from synthmed.provenance import sha256_file
@@ -381,7 +403,48 @@ def _write(stage: Path, record: dict, cfg: CohortEvalConfig, trained_encoder, x_
     grids = sample_grids(x_tr, y_tr, x_sy, y_sy, findings, cfg.report.grid_columns, seed,
                          real=cfg.report.real_grids)
     write_json(stage / "evaluation.json", record, nan_as_null=True)
-    write_report(stage / "report.html", ReportData(record=record, grids=grids))
+    write_report(stage / "report.html", ReportData(record=record, grids=grids, roc=roc))
+
+
+# ------------------------------------------------------------------------------ sweep
+def evaluate_sweep(model: Any, dataset: Any, out: str | Path, steps: Sequence[int], *, n: int = 100,
+                   seed: int = 0, encoder: Any = None, sampler: str | None = None, batch_size: int = 64,
+                   overwrite: bool = False, allow_other_dataset: bool = False) -> CohortEvaluation:
+    """The sampler sweep of a trained generator (`synthmed.evaluate.sweep.sweep_steps`) as an
+    evaluation folder: evaluation.json (the sweep's numbers, provenance), sweep.png, report.html.
+    Wall times are measurements of this machine: they differ between runs, the rest does not."""
+    from synthmed.data.dataset import check_trained_on
+    from synthmed.evaluate.report import ReportData, write_report
+    from synthmed.evaluate.sweep import sweep_steps
+    from synthmed.io import folders
+    from synthmed.io.atomic import write_json
+    from synthmed.provenance import provenance
+
+    out = Path(out)
+    folders.prepare_output(out, "evaluation", overwrite)
+    ds = _open_dataset(dataset)
+    other = check_trained_on(ds, str(getattr(model, "info", {}).get("dataset_fingerprint", "")),
+                             "the model", allow_other_dataset)
+    embedder = None
+    if encoder is not None:
+        from synthmed.audit import embeddings as emb
+
+        embedder = encoder if hasattr(encoder, "embed") else emb.load_embedder(encoder)
+    res = sweep_steps(model, ds, list(steps), n=n, seed=seed, embedder=embedder, sampler=sampler,
+                      batch_size=batch_size)
+    record: dict[str, Any] = {"schema": SCHEMA, "dataset_fingerprint": ds.fingerprint(),
+                              "model_hash": getattr(model, "model_hash", None), "sweep": res.to_json()}
+    if other:
+        record["other_dataset"] = "the model was trained on another dataset; allow_other_dataset was given"
+    record["provenance"] = provenance({"steps": [int(v) for v in steps], "n": int(n), "sampler": sampler,
+                                      "batch_size": int(batch_size)}, seed=seed,
+                                     dataset_fingerprint=record["dataset_fingerprint"],
+                                     model_hash=record["model_hash"])
+    with folders.staged_output(out, "evaluation", overwrite) as stage:
+        png = res.plot(stage / "sweep.png").read_bytes()
+        write_json(stage / "evaluation.json", record, nan_as_null=True)
+        write_report(stage / "report.html", ReportData(record=record, sweep_png=png))
+    return CohortEvaluation(out, record)
 
 
 # ------------------------------------------------------------------------------ summary
@@ -398,7 +461,26 @@ def place(value: float, low: float, high: float) -> str:
     return "within the real range"
 
 
+CHANCE_BASELINE = ("the real-trained classifier is not above chance (its AUC range reaches 0.5), "
+                   "so the TSTR / TRTR ratio says nothing here")
+
+
+def baseline_at_chance(util: dict) -> bool:
+    """Whether the TRTR baseline's interval reaches 0.5: a ratio to a coin toss is no reading."""
+    real = ((util.get("regimes") or {}).get("real") or {}).get("macro_auc") or {}
+    low = real.get("low")
+    return low is not None and low <= 0.5
+
+
 def summary_text(record: dict) -> str:
+    if "data" not in record:  # a sampler sweep alone
+        sw = record["sweep"]
+        lines = [f"{p['steps']:>5} steps: Fréchet {_fmt(p['metrics'].get('frechet'))}, "
+                 f"{p['seconds_per_image']:.3f} s/image" + (" (costs)" if p.get("costs") else "")
+                 for p in sw["points"]]
+        lines.append("fewer steps start to cost at " + (f"{sw['costs_from']} steps" if sw["costs_from"]
+                                                        else "none of the settings"))
+        return "\n".join(lines)
     d = record["data"]
     lines = [f"cohort evaluation: {d['synthetic_images']} synthetic images ({d['synthetic_patients']} "
              f"virtual patients) against {d['train_patients']} train / {d['holdout_patients']} holdout "
@@ -427,8 +509,18 @@ def summary_text(record: dict) -> str:
                 parts.append(f"{name} {a['agreement']:.2f} (chance {a['chance']:.2f}, real "
                              f"{_fmt(a.get('real'))})")
         lines.append("condition agreement: " + "; ".join(parts))
+    util = record.get("utility", {})
+    if "regimes" in util:
+        macro = {k: (r.get("macro_auc") or {}).get("value") for k, r in util["regimes"].items()}
+        ratio = (util.get("tstr_trtr") or {}).get("value")
+        lines.append("utility (macro AUC on the real holdout): " + ", ".join(
+            f"{k} {_fmt(v)}" for k, v in macro.items()) + f"; TSTR/TRTR {_fmt(ratio)}"
+            + (f" ({util['note']})" if util.get("note") else "")
+            + (f"; {CHANCE_BASELINE}" if baseline_at_chance(util) else ""))
+    elif util:
+        lines.append(f"utility: not measured ({util.get('not_evaluated') or util.get('not_measured')})")
     return "\n".join(lines)
 
 
-__all__ = ["CohortEvaluation", "evaluate_cohort", "condition_fidelity", "feature_space",
+__all__ = ["CohortEvaluation", "evaluate_cohort", "evaluate_sweep", "condition_fidelity", "feature_space",
            "fidelity_json", "age_groups", "age_group_of", "summary_text", "place"]

@@ -19,6 +19,7 @@ from pydantic import Field, field_validator
 
 from synthmed.audit.profile import EmbeddingSettings
 from synthmed.config import StrictConfig, load_config, resolve_config_path
+from synthmed.evaluate.utility import UtilityConfig
 
 CONFIG_KIND = "evaluate"
 DEFAULT_NAME = "evaluate"
@@ -29,7 +30,7 @@ class FidelitySettings(StrictConfig):
 
     k: int = Field(5, ge=1, description="nearest neighbours for PRDC (Naeem et al. 2020)")
     n_pairs: int = Field(200, ge=10, description="random image pairs for MS-SSIM diversity")
-    n_boot: int = Field(20, ge=2, description="resamples of the holdout patients for each floor")
+    n_boot: int = Field(15, ge=2, description="resamples of the holdout patients for each floor")
     min_group: int = Field(20, ge=2, description="fewest images per side to score a condition")
     max_holdout_images: int = Field(1000, ge=8, description=(
         "holdout images the floors are measured on (whole patients, drawn with the seed); never "
@@ -41,7 +42,9 @@ class ConditionSettings(StrictConfig):
     """Classifiers trained on real train images predict each cohort image's finding, sex, age group."""
 
     enabled: bool = True
-    epochs: int = Field(10, ge=1)
+    channels: tuple[int, ...] = Field((8, 16, 32, 32), min_length=1, description=(
+        "LabelClassifier conv stage widths (half the default widths train ~2.7x faster on a CPU)"))
+    epochs: int = Field(6, ge=1)
     batch_size: int = Field(64, ge=2)
     lr: float = Field(2e-3, gt=0)
     age_edges: list[float] = Field(default_factory=lambda: [40.0, 60.0], description=(
@@ -67,6 +70,11 @@ class CohortEvalConfig(StrictConfig):
     encoder: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
     fidelity: FidelitySettings = Field(default_factory=FidelitySettings)
     conditions: ConditionSettings = Field(default_factory=ConditionSettings)
+    # the utility classifier and its budget (synthmed.evaluate.utility); null: not measured. The
+    # default budget is sized so that the demo's cohort is evaluated in about two minutes on a
+    # loaded 2-core CPU (benchmarks/measure_evaluate_demo.py); raise `steps` for real data.
+    utility: UtilityConfig | None = Field(default_factory=lambda: UtilityConfig(
+        channels=(8, 16, 32, 32), steps=50, lr=5e-3))
     report: ReportSettings = Field(default_factory=ReportSettings)
 
 

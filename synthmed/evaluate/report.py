@@ -199,38 +199,67 @@ def _conditions_html(cond: dict[str, Any]) -> list[str]:
     return parts
 
 
+def _iv(iv: dict | None) -> tuple[str, str]:
+    if not iv:
+        return "n/a", ""
+    return _num(iv.get("value")), f"{_num(iv.get('low'))} – {_num(iv.get('high'))}"
+
+
 def _utility_html(util: dict[str, Any], roc) -> list[str]:
     esc = html.escape
     parts = ["<h2>Utility: does a model trained on the cohort work on real patients?</h2>"]
-    if "not_measured" in util or "not_evaluated" in util:
-        why = util.get("not_measured") or util.get("not_evaluated")
+    if "regimes" not in util:
+        why = util.get("not_measured") or util.get("not_evaluated") or "not run"
         return parts + [f"<p class='note'>Not measured: {esc(str(why))}.</p>"]
-    regimes = util.get("regimes") or {}
-    if regimes:
-        parts.append("<table><tr><th>trained on</th><th>macro AUC on real holdout</th><th>range (95 %)</th></tr>")
-        for name, r in regimes.items():
-            ci = r.get("macro_auc_ci") or [None, None]
-            parts.append(f"<tr><td>{esc(name)}</td><td class='num'>{_num(r.get('macro_auc'))}</td>"
-                         f"<td class='num'>{_num(ci[0])} – {_num(ci[1])}</td></tr>")
-        parts.append("</table>")
-    if util.get("tstr_trtr") is not None:
-        parts.append(f"<p>TSTR / TRTR ratio (synthetic-trained AUC over real-trained AUC): "
-                     f"<b>{_num(util['tstr_trtr'])}</b>.</p>")
+    s = util.get("settings") or {}
+    labels = util.get("macro_labels") or []
+    parts.append("<p>The same small classifier, with the same training budget (fixed in the config), "
+                 "trained four ways and tested on the real holdout patients. Macro AUC over "
+                 f"{esc(', '.join(labels)) or 'no label'}; ranges resample holdout patients.</p>")
+    head = "".join(f"<th>AUC {esc(lab)}</th>" for lab in util.get("labels", []))
+    parts.append(f"<table><tr><th>trained on</th><th>macro AUC</th><th>range (95 %)</th>"
+                 f"<th>minus real</th>{head}<th>optimiser steps</th></tr>")
+    diffs = util.get("differences_to_real") or {}
+    for name, r in util["regimes"].items():
+        v, rng = _iv(r.get("macro_auc"))
+        d = diffs.get(f"{name} - real")
+        dv = "" if name == "real" else (f"{_iv(d)[0]} ({_iv(d)[1]})" if d else "n/a")
+        cells = "".join(f"<td class='num'>{_num(r['per_label_auc'].get(lab))}</td>"
+                        for lab in util.get("labels", []))
+        parts.append(f"<tr><td>{esc(name)}</td><td class='num'>{v}</td><td class='num'>{rng}</td>"
+                     f"<td class='num'>{dv}</td>{cells}<td class='num'>{r.get('optimiser_steps')}</td></tr>")
+    parts.append("</table>")
+    v, rng = _iv(util.get("tstr_trtr"))
+    parts.append(f"<p>TSTR / TRTR (macro AUC trained on synthetic over trained on real): <b>{v}</b>"
+                 + (f" (range {rng})" if rng else "") + ".</p>")
+    if util.get("note"):
+        parts.append(f"<p class='note'>{esc(util['note'])}</p>")
+    from synthmed.evaluate.cohort import CHANCE_BASELINE, baseline_at_chance
+
+    if baseline_at_chance(util):
+        parts.append(f"<p class='note'>Caution: {esc(CHANCE_BASELINE)}.</p>")
+    for lab, why in (util.get("not_evaluable") or {}).items():
+        parts.append(f"<p>{esc(lab)}: not evaluable, {esc(str(why))}.</p>")
     if roc:
         parts.append(f"<img alt='ROC curves of the utility classifiers' src='data:image/png;base64,"
                      f"{roc_figure(roc)}'>")
+    if s:
+        parts.append(f"<p class='note'>Settings: {esc(', '.join(f'{k} {v}' for k, v in s.items() if not isinstance(v, dict)))}</p>")
     return parts
 
 
 def render(data: ReportData) -> str:
     r = data.record
     esc = html.escape
-    d = r["data"]
     internal = any(g.real is not None for g in data.grids)
     parts = ["<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
              "<title>synthmed cohort evaluation</title>",
              "<meta http-equiv='Content-Security-Policy' content=\"default-src 'none'; img-src data:; "
              "style-src 'unsafe-inline'\">", f"<style>{_CSS}{_EXTRA_CSS}</style></head><body>"]
+    if "data" not in r:  # a sampler sweep of a generator, alone
+        return "\n".join(parts + ["<h1>Sampler sweep</h1>"] + _sweep_html(r, data.sweep_png)
+                          + _provenance_html(r) + ["</body></html>\n"])
+    d = r["data"]
     if internal:
         parts.append("<div class='internal'>INTERNAL: this page shows real patients' images next to "
                      "synthetic ones. Keep it where the training data is kept.</div>")
@@ -250,9 +279,8 @@ def render(data: ReportData) -> str:
     if "utility" in r:
         parts += _utility_html(r["utility"], data.roc)
     if data.sweep_png is not None:
-        parts.append("<h2>Sampler sweep</h2><p>Fidelity against sampling steps and wall time.</p>"
-                     f"<img alt='sampler sweep' src='data:image/png;base64,"
-                     f"{base64.b64encode(data.sweep_png).decode('ascii')}'>")
+        parts.append("<h2>Sampler sweep</h2>")
+        parts += _sweep_html(r, data.sweep_png)
     if data.grids:
         ncol = max(len(g.synthetic) for g in data.grids)
         parts.append("<h2>Samples per condition</h2>")
@@ -268,16 +296,46 @@ def render(data: ReportData) -> str:
                              f"src='data:image/png;base64,{_grid_png(g.real, ncol)}'>")
             parts.append(f"<div class='grid'><b>{esc(g.name)}</b>{''.join(cells)}</div>")
         parts.append("</div>")
+    parts += _provenance_html(r)
+    parts.append("</body></html>\n")
+    return "\n".join(parts)
+
+
+def _sweep_html(r: dict[str, Any], png: bytes | None) -> list[str]:
+    sw = r.get("sweep") or {}
+    parts = []
+    if sw:
+        cf = sw.get("costs_from")
+        parts.append(f"<p>Fidelity (Fréchet distance to the real train split, {sw.get('size')} images per "
+                     f"setting) against sampling steps and wall time; the reference is "
+                     f"{sw.get('reference_steps')} steps. Fewer steps start to cost at "
+                     f"<b>{f'{cf} steps' if cf else 'none of the settings'}</b>.</p>")
+        parts.append("<table><tr><th>steps</th><th>Fréchet</th><th>± sd</th><th>s / image</th>"
+                     "<th>costs</th><th>within real floor</th></tr>")
+        for p in sw.get("points", []):
+            parts.append(f"<tr><td>{p['steps']}</td><td class='num'>{_num(p['metrics'].get('frechet'))}</td>"
+                         f"<td class='num'>{_num(p['spread'].get('frechet'))}</td>"
+                         f"<td class='num'>{_num(p['seconds_per_image'])}</td>"
+                         f"<td>{'' if p.get('costs') is None else ('yes' if p['costs'] else 'no')}</td>"
+                         f"<td>{'yes' if p.get('in_floor') else 'no'}</td></tr>")
+        parts.append("</table>")
+    if png is not None:
+        parts.append(f"<img alt='sampler sweep' src='data:image/png;base64,{base64.b64encode(png).decode('ascii')}'>")
+    return parts
+
+
+def _provenance_html(r: dict[str, Any]) -> list[str]:
+    esc = html.escape
     p = r["provenance"]
-    parts.append("<h2>Provenance</h2><table>")
-    for k, v in (("schema", r["schema"]), ("dataset fingerprint", r["dataset_fingerprint"]),
-                 ("cohort fingerprint", r["cohort_fingerprint"]), ("model hash", r.get("model_hash")),
-                 ("encoder sha256", r["encoder"].get("sha256", "")),
+    parts = ["<h2>Provenance</h2><table>"]
+    for k, v in (("schema", r["schema"]), ("dataset fingerprint", r.get("dataset_fingerprint")),
+                 ("cohort fingerprint", r.get("cohort_fingerprint", "")), ("model hash", r.get("model_hash")),
+                 ("encoder sha256", (r.get("encoder") or {}).get("sha256", "")),
                  ("config sha256", p.get("config_sha256", "")),
                  ("software", ", ".join(f"{k2} {v2}" for k2, v2 in sorted(p["packages"].items())))):
         parts.append(f"<tr><th>{esc(k)}</th><td><code>{esc(str(v))}</code></td></tr>")
-    parts.append("</table></body></html>\n")
-    return "\n".join(parts)
+    parts.append("</table>")
+    return parts
 
 
 def write_report(path: str | Path, data: ReportData) -> Path:
