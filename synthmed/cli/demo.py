@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import typer
 from rich.console import Console
 
 from synthmed.cli.app import app
 from synthmed.cli.options import check_int, check_out_folder, check_seed
-from synthmed.errors import InputError
 
 
 @app.command("demo")
@@ -21,13 +21,15 @@ def demo(
     fresh: bool = typer.Option(True, "--fresh/--keep",
                                help="Replace a previous demo in --out (only a demo folder exactly as synthmed wrote it; --keep refuses instead)."),
     train: bool = typer.Option(True, "--train/--no-train",
-                               help="Also train a tiny generator, sample a cohort and audit it."),
+                               help="Also train a tiny generator, generate a cohort, audit, evaluate and release it."),
     quick: bool = typer.Option(False, "--quick",
-                               help="Smallest settings that still run every stage (checks an install in under a minute; the model is not meant to be good)."),
+                               help="Smallest settings that still run every stage (checks an install in about a minute; the model is not meant to be good and its release is refused)."),
 ) -> None:
-    """Make virtual patients, ingest them, train, generate a cohort and audit it, on a laptop CPU."""
-    from synthmed.demo import run_demo
+    """Make virtual patients, ingest them, train, generate a cohort, audit, evaluate and release it, on a laptop CPU.
 
+    Ends with DIR/index.html, one page linking every report. Each stage prints the `synthmed`
+    command that re-runs it alone on the demo's folders."""
+    from synthmed.demo import StageRecord, run_demo
     from synthmed.io import folders
     from synthmed.io.folders import prepare_output
 
@@ -38,47 +40,27 @@ def demo(
     prepare_output(check_out_folder(out), "demo", overwrite=fresh)
     console = Console()
 
-    def show(name: str, value: Any) -> None:
+    def start(name: str, command: str) -> None:
+        console.print(f"[bold]→ {name}[/]  [dim](alone: {command})[/]", highlight=False,
+                      soft_wrap=True)
+
+    def show(rec: StageRecord) -> None:
         # the stages run in the demo's staging folder; name the paths they will have
-        text = folders.final_text(_describe(name, value))
-        console.print(f"[bold green]✓[/] {name}: {text}")
+        console.print(f"[bold green]✓[/] {rec.name} ({rec.seconds:.1f} s): "
+                      f"{folders.final_text(rec.summary)}", highlight=False, soft_wrap=True)
 
-    run_demo(out, patients=patients, seed=seed, train=train, quick=quick, on_stage=show,
-             overwrite=fresh)
-    console.print(f"\nAll outputs are in {out}/ (open {out}/audit/report.html for the privacy audit)"
-                  if train else f"\nAll outputs are in {out}/")
-
-
-def _describe(name: str, value: Any) -> str:
-    if name == "phantoms":
-        return f"{value.patients} virtual patients, {value.files} DICOM files (fake identities)"
-    if name == "ingest":
-        splits = ", ".join(f"{k} {v.get('patients', 0)} patients" for k, v in value.splits.items())
-        return (f"{value.images} images of {value.patients} patients kept, {value.refused} files "
-                f"refused; split by patient: {splits}")
-    if name == "inspect":
-        return f"summary and contact sheet at {value['contact_sheet']}"
-    if name == "train":
-        return f"model in {value}"
-    if name == "generate":
-        return f"synthetic cohort in {value}"
-    if name == "evaluate":
-        from synthmed.evaluate.runner import TRAIN_INSTRUMENT, headline_fidelity
-
-        key, synthetic, floor = headline_fidelity(value)
-        text = f"{key} to real train {synthetic:.3g} (real floor {floor:.3g})"
-        if "by_guidance" in value:
-            g, entry = next(iter(value["by_guidance"].items()))
-            a = entry[TRAIN_INSTRUMENT]["assignment"]["with_no_finding"]
-            text += (f"; conditioned finding named in {a['accuracy']:.0%} of samples (chance "
-                     f"{a['chance']:.0%}, guidance {g})")
-        return text
-    if name == "audit":
-        v = value.verdict
-        failed = ", ".join(r.rule for r in v.failed_rules())
-        text = f"verdict {v.verdict.upper()} (tier {v.tier})" + (f"; failed rules: {failed}" if failed else "")
-        if v.verdict == "inconclusive":
-            text += (f"; too few patients to rule out a leak ({len(v.inconclusive_rules())} rules"
-                     + (f", about {v.patients_needed} holdout patients needed)" if v.patients_needed else ")"))
-        return text
-    return str(value)
+    t0 = time.perf_counter()
+    result = run_demo(out, patients=patients, seed=seed, train=train, quick=quick, on_start=start,
+                      on_stage=show, overwrite=fresh)
+    console.print(f"\n[bold]Summary[/] ({time.perf_counter() - t0:.0f} s)", highlight=False)
+    for rec in result.records.values():
+        if rec.name != "index":
+            console.print(f"  {rec.name}: {folders.final_text(rec.summary)}", highlight=False,
+                          soft_wrap=True)
+    if result.release_refused:
+        console.print("[bold red]The release was refused[/] (this is the demo's answer, not an "
+                      "error):", highlight=False)
+        for reason in result.release_refused:
+            console.print(f"  - {reason}", highlight=False, soft_wrap=True, markup=False)
+    console.print(f"\nOpen {result.index} (INTERNAL: it links pages that show the virtual "
+                  "training patients)", highlight=False, soft_wrap=True)
