@@ -15,8 +15,11 @@ from typing import Any
 import numpy as np
 
 # Every synthetic date is this epoch plus an offset in days: never today's date (the same spec
-# gives the same bytes on any day) and never a date from the data.
-SYNTHETIC_EPOCH = _dt.date(2000, 1, 1)
+# gives the same bytes on any day) and never a date from the data. The epoch lies after any date
+# a real header can hold (those are in the past), so no synthetic date can equal a source date:
+# with an epoch inside the years of real acquisitions, a few hundred studies were enough for
+# some to fall on a real study or birth date, and the release scan rightly refused them.
+SYNTHETIC_EPOCH = _dt.date(2200, 1, 1)
 
 
 @dataclass(frozen=True)
