@@ -175,3 +175,35 @@ def test_a_latent_model_is_attacked_in_its_latent_space(data, tmp_path):
     torch.testing.assert_close(x0, want, rtol=1e-5, atol=1e-6)
     scores = score_images(m, imgs, WhiteboxSettings(secmi_direction="published"))
     assert set(scores) == set(ATTACKS) and all(np.isfinite(v).all() and v.shape == (6,) for v in scores.values())
+
+
+def test_a_per_patient_subsample_scores_every_patient_and_keeps_their_aggregate():
+    """whitebox.max_images_per_patient: at most k images of each patient are scored, a seeded
+    choice per patient (independent of the other patients), and the unscored images take their
+    patient's aggregate, so the patient-level scores are exactly those of the scored images."""
+    from synthmed.audit.attacks.measure import aggregate_by_patient
+    from synthmed.audit.whitebox.registry import expand_to_all, scored_subset
+
+    rng = np.random.default_rng(0)
+    patients = np.array([f"p{i}" for i in rng.integers(0, 30, size=120)], dtype=object)
+    sub = scored_subset(patients, 2, seed=0)
+    assert np.array_equal(sub, np.unique(sub))
+    kept, counts = np.unique(patients[sub], return_counts=True)
+    assert set(kept) == set(patients)  # every patient is scored
+    have = dict(zip(*np.unique(patients, return_counts=True)))
+    assert all(c == min(2, have[p]) for p, c in zip(kept, counts))
+    assert np.array_equal(scored_subset(patients, 2, seed=0), sub)
+    assert not np.array_equal(scored_subset(patients, 2, seed=1), sub)
+    # a patient's choice does not depend on who else is audited
+    mine = patients == patients[0]
+    alone = scored_subset(patients[mine], 2, seed=0)
+    assert np.array_equal(np.nonzero(mine)[0][alone], sub[mine[sub]])
+    assert np.array_equal(scored_subset(patients, None, seed=0), np.arange(120))
+    scores = rng.normal(size=sub.size)
+    for how in ("max", "mean"):
+        full = expand_to_all(scores, sub, patients, how)
+        assert np.array_equal(full[sub], scores)
+        ids_a, agg_a = aggregate_by_patient(full, patients, how)
+        ids_b, agg_b = aggregate_by_patient(scores, patients[sub], how)
+        assert np.array_equal(ids_a, ids_b)
+        np.testing.assert_allclose(agg_a, agg_b, rtol=1e-12)

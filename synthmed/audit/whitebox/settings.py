@@ -40,6 +40,14 @@ class WhiteboxSettings(StrictConfig):
                                  "images' median either way (default), or the published lower-is-"
                                  "member error (see synthmed.audit.whitebox.secmi)")
     sima_timestep: int = Field(20, ge=0, le=999, description="SimA: the timestep of its one query")
+    max_images_per_patient: int | None = Field(
+        None, ge=1, description="score at most this many images of each candidate patient (a seeded "
+                                "choice, the same for every attack; None: all). Membership is decided "
+                                "per patient, so every patient is still scored; a patient's score is "
+                                "aggregated over the images scored, and audit.json records how many")
+    max_reference_images: int | None = Field(
+        None, ge=1, description="SecMI's two-sided score centres on at most this many reference "
+                                "images (a seeded choice; None: all)")
 
     @model_validator(mode="after")
     def _check(self) -> "WhiteboxSettings":
