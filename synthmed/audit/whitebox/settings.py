@@ -52,7 +52,8 @@ class WhiteboxSettings(StrictConfig):
         1, ge=1, description="score at most this many images of each candidate patient (a seeded "
                                 "choice, the same for every attack; None: all). Membership is decided "
                                 "per patient, so every patient is still scored; a patient's score is "
-                                "aggregated over the images scored, and audit.json records how many")
+                                "aggregated over the images scored, and audit.json records how many. "
+                                "The audit applies it; score_images scores every image it is given")
     max_reference_images: int | None = Field(
         500, ge=1, description="SecMI's two-sided score centres on at most this many reference "
                                 "images (a seeded choice; None: all)")
