@@ -7,9 +7,8 @@ Timesteps are given on the 1,000-step schedule the papers use and scaled to the 
 denoiser evaluations (2 + 2 + 4 + 1 = 9 with the defaults), on at most `max_images_per_patient`
 images of each patient (1 by default).
 
-The defaults (also written out in the shipped profiles) are sized so that the whole `--model`
-audit of 5,000 images stays within minutes on a 2-core CPU (benchmarks/bench_whitebox.py,
-benchmarks/RESULTS.md), and were checked to keep every attack at AUC >= 0.9 on the tests'
+The defaults (also written out in the shipped profiles) are sized for a whole `--model` audit of
+5,000 images within 15 minutes on a 2-core CPU (measured so far: benchmarks/RESULTS.md), and were checked to keep every attack at AUC >= 0.9 on the tests'
 over-trained tiny model over three seeds (privacy_audits/whitebox_margins.md). They were 16
 queries on every image before: 3 loss timesteps x 2 draws and SecMI in DDIM steps of 20.
 """
