@@ -3,19 +3,19 @@
 A tiny diffusion model over-trained on 20 images (one per patient) must give itself away, and the
 same attacks on a model that never saw those images must find nothing.
 
-Margins over seeds (privacy_audits/whitebox_margins.py, results in privacy_audits/whitebox_margins.md;
-image-level AUC, 20 members vs 20 holdout images, memorising model / unseen model):
+Margins over seeds at the default white-box settings (privacy_audits/whitebox_margins.py, results
+in privacy_audits/whitebox_margins.md; image-level AUC, 20 members vs 20 holdout images, MEMO =
+400 steps of batch 20; memorising model / unseen model):
 
-  seed 0 (this test): loss 1.000, pia 0.988, secmi 0.893, sima 1.000
-  seed 1:             loss 1.000, pia 0.998, secmi 1.000, sima 1.000 / unseen 0.37 0.51 0.63 0.43
-  seed 2:             loss 1.000, pia 0.362, secmi 0.988, sima 1.000 / unseen 0.40 0.37 0.46 0.56
+  seed 0 (this test): loss 1.000, pia 0.948, secmi 0.995, sima 1.000 / unseen 0.40 0.44 0.47 0.40
+  seed 1:             loss 1.000, pia 0.963, secmi 0.970, sima 1.000
+  seed 2:             loss 1.000, pia 0.917, secmi 0.980, sima 1.000 / unseen 0.47 0.54 0.48 0.43
 
-So the loss attack and the SimA-style score norm reach AUC >= 0.9 on every seed (1.000 each) and
-that is what is asserted for them. PIA and SecMI are NOT reliable on this tiny model: PIA pointed
-the wrong way on seed 2 (0.36) and SecMI reached 0.89 on seed 0; their direction flips with how far
-the model has memorised (synthmed/audit/whitebox/secmi.py). The test records them, and asserts for
-them only what held on every seed: they run, and on the unseen model every interval covers 0.5
-(all four attacks, all seeds: the simultaneous intervals in whitebox_margins.md).
+So every attack reaches AUC >= 0.9 on every seed, and that is asserted. Two findings stand behind
+the defaults: PIA's second query is at t = 10 (at the paper's t = 100-200 it is 0.67-0.75 here,
+synthmed/audit/whitebox/pia.py), and SecMI is two-sided (the published lower-is-member score has
+AUC 0.000-0.010 on these models: members' error is the LARGER, synthmed/audit/whitebox/secmi.py).
+On the unseen model every simultaneous interval covers 0.5 (all four attacks, all seeds).
 """
 
 from __future__ import annotations
@@ -35,7 +35,9 @@ from test_models import one_thread, tiny_config  # noqa: F401  (one_thread: auto
 
 MEMO_NET = {"channels": [16, 32], "attention_levels": [False, False], "num_head_channels": 8,
             "norm_num_groups": 8, "context_dim": 8}
-MEMO = {"steps": 1000, "lr": 5e-3, "warmup_steps": 10, "ema_decay": 0.9, "log_every": 50,
+# 400 steps over the whole train split (batch 20): the same 400 epochs as the earlier 1,000 steps
+# of batch 8, at 44 s of CPU instead of 78 s per training (tests run two).
+MEMO = {"steps": 400, "batch_size": 20, "lr": 5e-3, "warmup_steps": 10, "ema_decay": 0.9, "log_every": 50,
         "network": MEMO_NET}
 FRACTIONS = {"train": 1 / 3, "holdout": 1 / 3, "reference": 1 / 3}
 ATTACKS = ("loss", "pia", "secmi", "sima")
@@ -88,7 +90,7 @@ def test_every_whitebox_attack_finds_the_members_of_a_memorising_model_and_nothi
     scores, n = _scores(memorised, data)
     aucs = {k: roc_auc(v[:n], v[n:]) for k, v in scores.items()}
     assert set(aucs) == set(ATTACKS) and all(np.isfinite(v).all() for v in scores.values())
-    assert aucs["loss"] >= 0.9 and aucs["sima"] >= 0.9, aucs  # 1.000 on seeds 0-2
+    assert all(a >= 0.9 for a in aucs.values()), aucs  # lowest over seeds 0-2: PIA 0.917, SecMI 0.970
     # The same images against a model that never saw them: every interval covers 0.5. The four
     # intervals are simultaneous (Bonferroni, 95 % together), as the audit's decisions are.
     null, n = _scores(unseen, data)
@@ -175,3 +177,35 @@ def test_a_latent_model_is_attacked_in_its_latent_space(data, tmp_path):
     torch.testing.assert_close(x0, want, rtol=1e-5, atol=1e-6)
     scores = score_images(m, imgs, WhiteboxSettings(secmi_direction="published"))
     assert set(scores) == set(ATTACKS) and all(np.isfinite(v).all() and v.shape == (6,) for v in scores.values())
+
+
+def test_a_per_patient_subsample_scores_every_patient_and_keeps_their_aggregate():
+    """whitebox.max_images_per_patient: at most k images of each patient are scored, a seeded
+    choice per patient (independent of the other patients), and the unscored images take their
+    patient's aggregate, so the patient-level scores are exactly those of the scored images."""
+    from synthmed.audit.attacks.measure import aggregate_by_patient
+    from synthmed.audit.whitebox.registry import expand_to_all, scored_subset
+
+    rng = np.random.default_rng(0)
+    patients = np.array([f"p{i}" for i in rng.integers(0, 30, size=120)], dtype=object)
+    sub = scored_subset(patients, 2, seed=0)
+    assert np.array_equal(sub, np.unique(sub))
+    kept, counts = np.unique(patients[sub], return_counts=True)
+    assert set(kept) == set(patients)  # every patient is scored
+    have = dict(zip(*np.unique(patients, return_counts=True)))
+    assert all(c == min(2, have[p]) for p, c in zip(kept, counts))
+    assert np.array_equal(scored_subset(patients, 2, seed=0), sub)
+    assert not np.array_equal(scored_subset(patients, 2, seed=1), sub)
+    # a patient's choice does not depend on who else is audited
+    mine = patients == patients[0]
+    alone = scored_subset(patients[mine], 2, seed=0)
+    assert np.array_equal(np.nonzero(mine)[0][alone], sub[mine[sub]])
+    assert np.array_equal(scored_subset(patients, None, seed=0), np.arange(120))
+    scores = rng.normal(size=sub.size)
+    for how in ("max", "mean"):
+        full = expand_to_all(scores, sub, patients, how)
+        assert np.array_equal(full[sub], scores)
+        ids_a, agg_a = aggregate_by_patient(full, patients, how)
+        ids_b, agg_b = aggregate_by_patient(scores, patients[sub], how)
+        assert np.array_equal(ids_a, ids_b)
+        np.testing.assert_allclose(agg_a, agg_b, rtol=1e-12)

@@ -18,6 +18,41 @@ from synthmed.audit.attacks.base import NO_REFERENCE, Attack, AttackContext, Att
 NO_MODEL = "no model was given (synthmed audit ... --model RUN)"
 
 
+def scored_subset(patients: np.ndarray, cap: int | None, seed: int) -> np.ndarray:
+    """Indices (sorted) of the images the white-box attacks score: every image, or at most `cap`
+    of each patient, chosen from (seed, the patient's images) alone, so a patient's choice does
+    not depend on who else is audited."""
+    patients = np.asarray(patients)
+    if cap is None:
+        return np.arange(patients.size)
+    import hashlib
+
+    uniq, inv = np.unique(patients, return_inverse=True)
+    keep = []
+    for k in range(uniq.size):
+        rows = np.nonzero(inv == k)[0]
+        if rows.size > cap:
+            key = int.from_bytes(hashlib.sha256(str(uniq[k]).encode()).digest()[:8], "little")
+            rows = np.sort(np.random.default_rng([int(seed), 29, key]).permutation(rows)[:cap])
+        keep.append(rows)
+    return np.sort(np.concatenate(keep)) if keep else np.arange(0)
+
+
+def expand_to_all(sub_scores: np.ndarray, subset: np.ndarray, patients: np.ndarray, how: str) -> np.ndarray:
+    """Per-image scores for every candidate from those of the scored subset: an unscored image
+    takes its patient's aggregate (max or mean) over the scored ones, so the patient-level score
+    the audit computes is exactly that of the scored images."""
+    from synthmed.audit.attacks.measure import aggregate_by_patient
+
+    patients = np.asarray(patients)
+    if subset.size == patients.size:
+        return np.asarray(sub_scores, dtype=np.float64)
+    ids, agg = aggregate_by_patient(sub_scores, patients[subset], how=how)
+    full = agg[np.searchsorted(ids, patients)]
+    full[subset] = sub_scores
+    return full
+
+
 def _prepared(ctx: AttackContext) -> dict[str, Any]:
     """Target, candidate and reference images in the model's space, with their conditions,
     computed once per audit (kept in ctx.extra)."""
@@ -30,23 +65,29 @@ def _prepared(ctx: AttackContext) -> dict[str, Any]:
     conds = ctx.inputs.extra.get("conditions") or {}
     use = settings.conditions == "given" and bool(conds)
 
-    def cond_of(*roles: str):
-        parts = [conds[r] for r in roles]
-        n = sum(len(p[1]) for p in parts)
+    def cond_of(rows: np.ndarray, *roles: str):
         if not use:
-            return target.conditions(n)
-        return target.conditions(n, *(np.concatenate([p[i] for p in parts]) for i in range(3)))
+            return target.conditions(rows.size)
+        parts = [conds[r] for r in roles]
+        return target.conditions(rows.size, *(np.concatenate([p[i] for p in parts])[rows] for i in range(3)))
 
     inp = ctx.inputs
-    cand = np.concatenate([inp.train, inp.holdout])
+    patients = ctx.candidate_patients
+    subset = scored_subset(patients, settings.max_images_per_patient, ctx.seed)
+    cand = np.concatenate([inp.train, inp.holdout])[subset]
+    n_ref = len(inp.reference)
+    ref_rows = (np.arange(n_ref) if settings.max_reference_images is None or n_ref <= settings.max_reference_images
+                else np.sort(np.random.default_rng([int(ctx.seed), 31]).permutation(n_ref)[:settings.max_reference_images]))
     prepared = {
         "target": target,
         "x0": target.encode(cand, settings.batch_size),
-        "cond": cond_of("train", "holdout") if use else target.conditions(len(cand)),
-        "reference": ((target.encode(inp.reference, settings.batch_size),
-                       cond_of("reference") if use else target.conditions(len(inp.reference)))
-                      if len(inp.reference) else None),
+        "cond": cond_of(subset, "train", "holdout"),
+        "subset": subset,
+        "patients": patients,
+        "reference": ((target.encode(inp.reference[ref_rows], settings.batch_size), cond_of(ref_rows, "reference"))
+                      if n_ref else None),
         "conditions": "each image's own labels, age and sex" if use else "the null condition",
+        "n_reference": int(ref_rows.size),
     }
     ctx.extra["whitebox"] = prepared
     return prepared
@@ -70,9 +111,16 @@ class WhiteboxAttack(Attack):
         scores = modules()[self.name].scores(p["target"], p["x0"], p["cond"], settings, ctx.seed, **kw)
         q = settings.queries_per_image()[self.name]
         space = "latent" if p["target"].latent else "pixel"
-        return AttackScores(np.asarray(scores, dtype=np.float64),
-                            note=f"{q} denoiser queries per image, in the model's {space} space, "
-                                 f"conditioned on {p['conditions']}")
+        subset, patients = p["subset"], p["patients"]
+        how = self.aggregate or ctx.profile.attacks.aggregate
+        note = (f"{q} denoiser queries per image, in the model's {space} space, conditioned on "
+                f"{p['conditions']}; {subset.size} of {patients.size} candidate images scored")
+        if subset.size < patients.size:
+            note += (f" (at most {settings.max_images_per_patient} per patient, a seeded choice; "
+                     f"every one of the {np.unique(patients).size} patients scored)")
+        if self.name == "secmi" and p["reference"] is not None and settings.secmi_direction == "two-sided":
+            note += f"; centred on {p['n_reference']} reference images"
+        return AttackScores(expand_to_all(scores, subset, patients, how), note=note)
 
 
 @register_attack

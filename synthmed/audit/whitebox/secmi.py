@@ -5,11 +5,16 @@ further to x_{t+k}, and denoised back one step to x~_t. The model fits the poste
 training images better, so x~_t lands closer to x_t for a member: the published score is
 -mean (x~_t - x_t)^2 (`secmi_direction: "published"`).
 
-On small, heavily memorised models the error moves the OTHER way: the denoiser is sharp around
-its training images, and the round trip from a member overshoots. Measured on the tiny
-over-trained model of tests/test_audit_whitebox.py (24 members, 24 holdout images, 1,500 steps):
-one-sided AUC 0.07 at t = 100, i.e. a strong signal pointing backwards, while loss, PIA and SimA
-were at 0.96-1.0 in the right direction. A fixed one-sided score would pass such a model. So by
+The implementation follows the paper (deterministic DDIM inversion phi from x0, then phi one
+step and psi one step back, squared error). On small, heavily memorised models the error moves
+the OTHER way. Measured on the tiny over-trained model of tests/test_audit_whitebox.py (seed 2,
+t = 100 in DDIM steps of 50): the published score has AUC 0.010, members' log t-error median
+-9.22 against -10.03 for holdout and -10.19 for reference images. The reason: such a model sees
+almost no noise in its own training images (eps(x0, 0) is small for a member, large and
+noise-like for a non-member), so a member's inverted x_t is far cleaner than the noise level t
+the model expects, and the one step on and back from there is the least consistent; a
+non-member's inversion looks like an ordinary noisy image. A fixed one-sided score would pass
+such a model. So by
 default (`secmi_direction: "two-sided"`) the score is the distance of log(error) from its median
 over the REFERENCE images (real non-members, never evaluated): |log e(x) - median_ref log e|.
 For a model that never saw the candidates, members and non-members share the reference's error
