@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from helpers_browser import CHROMIUM_FLAGS, chromium
 from helpers_nih import toy_dataset, write_plain_cohort
 from synthmed.audit import run_audit
 from synthmed.audit.profile import AuditProfile
@@ -19,8 +20,6 @@ from synthmed.config import load_config
 from synthmed.data.dataset import Dataset
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 
 @pytest.fixture(scope="module")
@@ -64,15 +63,8 @@ def test_report_is_self_contained_and_complete(audit_dir):
         assert p not in html
 
 
-def _chromium() -> str:
-    exe = shutil.which("chromium") or shutil.which("chromium-browser")
-    if exe is None:
-        pytest.skip("chromium is not installed (.ci/run installs it)")
-    return exe
-
-
 def test_report_renders_in_headless_chromium(audit_dir, tmp_path):
-    exe = _chromium()
+    exe = chromium()
     out, _ = audit_dir
     html = (out / "report.html").read_text()
     # a copy with a probe script (the real page forbids scripts by its CSP): after load it writes

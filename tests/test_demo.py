@@ -33,10 +33,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from helpers_browser import CHROMIUM_FLAGS, chromium
+
 ROOT = Path(__file__).resolve().parents[1]
 START, END = "<!-- quick-start -->", "<!-- /quick-start -->"
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 # The quick demo: 40-60 s CPU on the idle 2-core box, plus a release re-run and a Chromium render.
 pytestmark = pytest.mark.slow
 
@@ -206,13 +206,6 @@ def test_cohort_is_what_a_hospital_would_release(quick_demo):
 
 
 # ------------------------------------------------------------------------------ index.html
-def _chromium() -> str:
-    exe = shutil.which("chromium") or shutil.which("chromium-browser")
-    if exe is None:
-        pytest.skip("chromium is not installed (.ci/run installs it)")
-    return exe
-
-
 def test_index_opens_in_headless_chromium_with_its_figures(quick_demo, tmp_path):
     out = quick_demo["out"]
     page = (out / "index.html").read_text(encoding="utf-8")
@@ -227,7 +220,7 @@ def test_index_opens_in_headless_chromium_with_its_figures(quick_demo, tmp_path)
     assert any(r.startswith("evaluate/") for r in links)
     assert all((out / html.unescape(r)).is_file() for r in links), [r for r in links if not (out / r).is_file()]
     assert "INTERNAL" in page
-    exe = _chromium()
+    exe = chromium()
     common = CHROMIUM_FLAGS + [f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000"]
     # a copy with a probe script (the page forbids scripts by its CSP): after load it writes each
     # image's decoded width into the DOM, where --dump-dom reads it

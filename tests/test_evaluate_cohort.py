@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from helpers_browser import CHROMIUM_FLAGS, chromium
 from helpers_dataset import make_toy_dataset
 from synthmed.cli import main
 from synthmed.data.cohort import write_cohort
@@ -256,17 +257,8 @@ def test_cli_synthetic_and_run_are_exclusive(toy, tmp_path, capsys):
     assert (tmp_path / "e" / "evaluation.json").is_file()
 
 
-def _chromium() -> str:
-    exe = shutil.which("chromium") or shutil.which("chromium-browser")
-    if exe is None:
-        pytest.skip("chromium is not installed (.ci/run installs it)")
-    return exe
-
-
 def test_report_renders_in_headless_chromium(toy, tmp_path):
-    from test_audit_report import CHROMIUM_FLAGS
-
-    exe = _chromium()
+    exe = chromium()
     page = toy[4].out / "report.html"
     shot = tmp_path / "shot.png"
     common = CHROMIUM_FLAGS + [f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000"]
