@@ -113,7 +113,8 @@ class WhiteboxAttack(Attack):
         space = "latent" if p["target"].latent else "pixel"
         subset, patients = p["subset"], p["patients"]
         how = self.aggregate or ctx.profile.attacks.aggregate
-        note = (f"{q} denoiser queries per image, in the model's {space} space, conditioned on "
+        queries = "1 denoiser query" if q == 1 else f"{q} denoiser queries"
+        note = (f"{queries} per image, in the model's {space} space, conditioned on "
                 f"{p['conditions']}; {subset.size} of {patients.size} candidate images scored")
         if subset.size < patients.size:
             note += (f" (at most {settings.max_images_per_patient} per patient, a seeded choice; "
