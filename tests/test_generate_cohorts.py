@@ -94,6 +94,7 @@ def test_spec_errors_name_the_key(tmp_path):
                         ("patients: 3\nlabels: {prevalence: {Mass: 0.1}, joint: [{labels: [], p: 1}]}\n",
                          "not both"),
                         ("patients: 3\nsex_ratio: 1.5\n", "sex_ratio"),
+                        ("patients: 3\nfollowup: {fresh_noise: 1.5}\n", "fresh_noise"),
                         ("patients: 3\ncolour: red\n", "colour")):
         f.write_text(text)
         with pytest.raises(ConfigError, match=match) as e:
@@ -155,6 +156,7 @@ def test_a_generated_cohort_is_a_cohort(reference, model):
             assert s.sex == first.sex
     # Follow-ups record the SDEdit steps that ran (half of 3, rounded), first studies all 3.
     assert info["sampling"]["steps"] == 3 and info["followup_sampling"]["steps"] == 2
+    assert info["followup_sampling"]["fresh_noise"] == CohortSpec.model_fields["followup"].default.fresh_noise
     from synthmed.generate.documents import check_sha256sums
     from synthmed.generate.manifest import read_manifest_rows
 
@@ -291,6 +293,35 @@ def test_sdedit_follow_ups_keep_the_first_study_and_say_what_ran(model):
                       ({"strength": 0.5, "init_images": base.images[:2]}, "init_images")):
         with pytest.raises(InputError, match=match):
             model.sample(4, **{"init_images": base.images, **kw})
+
+
+def test_follow_ups_re_noised_with_their_first_study_s_own_noise_give_it_back(model):
+    """`noise_at` records each sample's own noise at an SDEdit start. An SDEdit of the sample
+    with that noise (fresh_noise 0) and unchanged conditions restarts from the state its own
+    sampling passed through, so it gives the sample back: exactly with DDIM, nearly with the
+    multistep DPM-Solver (which restarts at first order); a fresh draw moves away. fresh_noise 1
+    is classic SDEdit, byte for byte."""
+    for sampler, tol in (("ddim", 1e-5), ("dpm++", None)):
+        base = model.sample(4, steps=4, seed=1, sampler=sampler, noise_at=0.5)
+        assert base.noise.shape == (4, model.info["in_channels"], *model.info["model_shape"])
+        same = model.sample(4, steps=4, seed=1, sampler=sampler)
+        assert same.images.tobytes() == base.images.tobytes() and same.noise is None
+        kw = dict(steps=4, seed=2, sampler=sampler, init_images=base.images, strength=0.5)
+        own = model.sample(4, init_noise=base.noise, fresh_noise=0.0, **kw)
+        fresh = model.sample(4, **kw)
+        part = model.sample(4, init_noise=base.noise, fresh_noise=0.3, **kw)
+        d_own, d_part, d_fresh = (float(np.abs(o.images - base.images).mean()) for o in (own, part, fresh))
+        assert d_own < d_part < d_fresh, (sampler, d_own, d_part, d_fresh)
+        assert d_own < (tol if tol is not None else 0.2 * d_fresh), (sampler, d_own, d_fresh)
+        classic = model.sample(4, init_noise=base.noise, fresh_noise=1.0, **kw)
+        assert classic.images.tobytes() == fresh.images.tobytes()
+    for kw, match in (({"fresh_noise": 1.5}, "fresh_noise"), ({"noise_at": 0.5}, "noise_at"),
+                      ({"init_noise": base.noise[:2]}, "init_noise")):
+        with pytest.raises(InputError, match=match):
+            model.sample(4, **{"init_images": base.images, "strength": 0.5, **kw})
+    for kw, match in (({"init_noise": base.noise}, "init_noise"), ({"noise_at": 0.0}, "noise_at")):
+        with pytest.raises(InputError, match=match):
+            model.sample(4, **kw)
 
 
 def test_generation_logs_patients_per_second_and_eta(model, tmp_path, capsys, monkeypatch):

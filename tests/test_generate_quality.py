@@ -27,22 +27,28 @@ STUDIES = {1: 0.34, 2: 0.33, 3: 0.33}
 APPEAR, RESOLVE = 0.15, 0.3
 ALPHA = 0.001  # the tolerance: a correct generator fails one check in a thousand, per check
 SHAPE, CELL = (24, 24), 4
+FOLLOWUP = {"strength": 0.25}  # fresh_noise: the spec's default
 # Floors from five seeds (population, cohort and spec seed s = 0-4, classifier seed 0;
-# /tmp script running this module's world, 2-core CPU, torch 2.13.0): per label, first studies
-# flagged at 0.889-0.978 (chance 0.27-0.40) with sample AUC 0.956-0.985; follow-ups, whose
+# benchmarks/measure_generate_quality.py, 2-core CPU, torch 2.13.0): per label, first studies
+# flagged at 0.889-0.978 (chance 0.27-0.40) with sample AUC 0.957-0.985; follow-ups, whose
 # findings may have changed since the first study and which keep three quarters of it (SDEdit
-# strength 0.25), at 0.582-0.800 with AUC 0.777-0.869; every contrast p < 1e-8.
+# strength 0.25), at 0.614-0.769 with AUC 0.779-0.907; every contrast p < 1e-8.
 FLOORS = {"first": (0.8, 0.9), "follow-up": (0.5, 0.7)}   # (rate, sample AUC)
 # The re-identification network at test size. Over the same five seeds: verification AUC on the
-# real holdout 0.997-0.999; a follow-up's nearest first study (of ~200) is its own patient's in
-# 0.521-0.651 of cases (top-5: 0.779-0.866; chance 1/200), below the issue's 90 %: the network
-# itself finds a real holdout patient's second image's first image among 150 in ~0.89 of cases
-# at this size, so the floor is what it reaches, far above chance. Links of virtual patients to
-# training vs holdout patients: AUC 0.511-0.613 (null 0.5, sd ~0.046 with 80 + 80 patients), and
-# the share of synthetic images whose best real match is a training patient 0.52-0.54.
+# real holdout 1.000; a follow-up's nearest first study (of 200) is its own patient's in 1.000 of
+# cases on every seed (186-218 follow-ups; top-5 1.000; chance 1/200). A follow-up is re-noised
+# with its first study's own noise (the spec's fresh_noise 0.1 of it fresh) and moves from it,
+# outside the findings, by RMS 0.015-0.016 ([0, 1] pixels), 0.72x what a real patient's second
+# image does from their first (0.021). Classic SDEdit (all fresh), measured alongside, reaches only
+# 0.902-0.934 (0.602-0.701 at the default strength 0.35) and moves 0.046 (0.066): the fresh
+# draw redraws part of the anatomy. The floor sits under the five-seed minimum and above
+# classic SDEdit. Links of virtual patients to training vs holdout patients: AUC 0.482-0.531
+# (null 0.5, sd ~0.046 with 80 + 80 patients); virtual patients whose first study's best real
+# match is a training patient 101-121 of 200 (0.505-0.605; pooled 0.57: the linear-Gaussian
+# model's covariance, fitted on 80 patients in 36 dimensions, leans slightly to them).
 REID = dict(steps=300, batch_size=32, dim=32, channels=(16, 32), min_patients_with_repeats=4,
             min_validation_patients=3, n_bootstrap=50)
-REID_FLOOR = 0.4
+REID_FLOOR = 0.97
 LINK_AUC_CEILING = 0.7
 
 
@@ -56,7 +62,7 @@ def world(tmp_path_factory):
         "studies": {"per_patient": STUDIES, "interval_days": {"min": 30, "max": 400}},
         "labels": {"prevalence": PREVALENCE, "appear": APPEAR, "resolve": RESOLVE},
         "age": {"mean": 60, "sd": 12, "min": 30, "max": 90}, "sex_ratio": FEMALE,
-        "followup": {"strength": 0.25}}, CohortSpec)
+        "followup": FOLLOWUP}, CohortSpec)
     out = tmp_path_factory.mktemp("quality") / "cohort"
     generate(pipe, spec, out)
     return {"images": images, "pids": pids, "labels": labels, "train": train,
@@ -129,8 +135,9 @@ def test_a_classifier_trained_on_real_images_finds_the_conditioned_labels(world)
 def test_follow_ups_reidentify_their_own_patient_and_no_real_one(world):
     """The audit's re-identification network, trained on the real training patients' repeat
     images: (a) each follow-up's nearest first study (of all 200 virtual patients) is its own
-    patient's far above the 1/200 of chance; (b) virtual patients link to real training
-    patients no more than to real holdout patients, which the generator never saw (the null)."""
+    patient's in at least 90 % of cases (chance: 1/200), as a real patient's would be; (b)
+    virtual patients link to real training patients no more than to real holdout patients,
+    which the generator never saw (the null)."""
     from synthmed.audit import reid
     from synthmed.stats import roc_auc
 
@@ -148,13 +155,16 @@ def test_follow_ups_reidentify_their_own_patient_and_no_real_one(world):
     hits = int((patient[nearest] == patient[follow]).sum())
     rate = hits / len(follow)
     lo, _ = clopper_pearson(hits, len(follow), 0.05)
-    assert len(follow) > 150 and lo > 20 / len(first) and rate >= REID_FLOOR, (rate, hits, len(follow))
+    # The issue's "at least 90 %", with 95 % confidence, and the floor measured over seeds.
+    assert len(follow) > 150 and lo > 0.9 and rate >= REID_FLOOR, (rate, lo, hits, len(follow))
     # (b) the null: train and holdout patients are drawn alike; only train ones were fitted.
     links = reid.best_links(net, x, pids, images)
     in_train = np.isin(links.patients, np.unique(pids[train]))
     auc = roc_auc(links.score[in_train], links.score[~in_train])
     assert auc < LINK_AUC_CEILING, auc
-    shown = links.patient_of_synthetic(pids)
+    # Counted per virtual patient (by the first study): a patient's follow-ups show the same
+    # person, so counting their images as separate draws would make the interval too narrow.
+    shown = links.patient_of_synthetic(pids)[first]
     k = int(np.isin(shown, np.unique(pids[train])).sum())
     lo, hi = clopper_pearson(k, len(shown), ALPHA)
     assert lo <= 0.5 <= hi, (k, len(shown))  # half the real patients are training patients

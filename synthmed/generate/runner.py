@@ -167,16 +167,24 @@ def sample_group(pipe, spec: CohortSpec, plans: list[PatientPlan]) -> dict[int, 
     follow-up from its patient's first study (SDEdit at `spec.followup.strength`) in another."""
     s = spec.sampling
     kw = dict(steps=s.steps, sampler=s.sampler, guidance_scale=s.guidance_scale)
+    follow = [(j, st) for j, p in enumerate(plans) for st in p.studies[1:]]
+    strength, fresh = spec.followup.strength, spec.followup.fresh_noise
+    keep = bool(follow) and fresh < 1.0
     firsts = pipe.sample(len(plans), conditions=[p.studies[0].conditions(p.patient.sex) for p in plans],
-                         seeds=[p.studies[0].seed for p in plans], batch_size=len(plans), **kw)
+                         seeds=[p.studies[0].seed for p in plans], batch_size=len(plans),
+                         noise_at=strength if keep else None, **kw)
     out = {p.patient.index: [_study(p, 0, firsts.images[j], None, firsts.settings.steps)]
            for j, p in enumerate(plans)}
-    follow = [(j, st) for j, p in enumerate(plans) for st in p.studies[1:]]
     if follow:
-        strength = spec.followup.strength
+        # A follow-up is re-noised with its first study's own noise at that level but for a
+        # `fresh_noise` share: an all-fresh draw redraws part of the anatomy the noise hides, and
+        # the re-identification network then no longer finds the patient (tests/
+        # test_generate_quality.py: 0.90-0.93 of follow-ups at strength 0.25, 1.00 kept).
+        rows = [j for j, _ in follow]
         later = pipe.sample(len(follow), conditions=[st.conditions(plans[j].patient.sex) for j, st in follow],
                             seeds=[st.seed for _, st in follow], batch_size=len(follow),
-                            init_images=firsts.images[[j for j, _ in follow]], strength=strength, **kw)
+                            init_images=firsts.images[rows], strength=strength,
+                            init_noise=firsts.noise[rows] if keep else None, fresh_noise=fresh, **kw)
         for m, (j, st) in enumerate(follow):
             p = plans[j]
             out[p.patient.index].append(_study(p, st.study_index, later.images[m], strength,
@@ -294,6 +302,7 @@ def _state(pipe, spec: CohortSpec) -> dict[str, Any]:
     }
     if max(spec.studies.distribution()) > 1:
         info["followup_sampling"] = {**settings.as_dict(), "strength": spec.followup.strength,
+                                     "fresh_noise": spec.followup.fresh_noise,
                                      "steps": sdedit_steps(settings.steps, spec.followup.strength)}
     source = {"dataset_fingerprint": info["dataset_fingerprint"],
               "modality": context_for(pipe, spec).modality, "spatial_dims": int(pipe.spatial_dims),

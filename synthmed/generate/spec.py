@@ -161,9 +161,16 @@ class SamplingSpec(StrictConfig):
 
 class FollowupSpec(StrictConfig):
     """Follow-ups are the first study partly re-noised and denoised with the follow-up's
-    conditions (SDEdit): `strength` 0 would copy it, 1 would draw a new patient."""
+    conditions (SDEdit): `strength` 0 would copy it, 1 would draw a new patient. The re-noising
+    is the first study's own noise at that level (what its sampling passed through), blended
+    with a fresh draw whose share of the variance is `fresh_noise`: what differs between the
+    studies is then what their conditions change plus that share of visit-to-visit variation,
+    where an all-fresh draw (1, classic SDEdit) redraws part of the patient's anatomy. (The
+    ancestral `ddpm` sampler draws fresh noise at every later step as well, so with it a
+    follow-up keeps less of its first study whatever this share.)"""
 
     strength: float = Field(default=0.35, gt=0.0, le=1.0)
+    fresh_noise: float = Field(default=0.1, ge=0.0, le=1.0)
 
 
 class CohortSpec(StrictConfig):

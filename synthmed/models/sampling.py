@@ -46,6 +46,8 @@ class SampleOutput:
     images: np.ndarray
     settings: SamplingSettings
     strength: float | None = None  # SDEdit strength when made from init images, else None
+    # With `noise_at`: each sample's own noise at that SDEdit start, model space (n, C, ...).
+    noise: np.ndarray | None = None
 
 
 def resolve_sampling(config: TrainConfig, sampler: str | None = None, steps: int | None = None,
