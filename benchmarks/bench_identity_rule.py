@@ -1,10 +1,12 @@
 """Can the identity rule see the knee must-show leak with a network of the public profile's budget?
 
-    PYTHONPATH=. OMP_NUM_THREADS=1 python benchmarks/bench_identity_rule.py [--steps 400] [--network DIR]
+    PYTHONPATH=. OMP_NUM_THREADS=1 python benchmarks/bench_identity_rule.py [--steps 400] --network DIR
+        [--set "convs_per_stage=2;batch_size=128"]
 
 On ../shared/data/knee-oa-8260 (both knees of 4,130 patients): a re-identification network with
 the public profile's settings (`IdentitySettings` defaults, `--steps`) is trained on 2,000 patients
-(saved to / reused from `--network`); the other 2,130 patients give
+(saved to / reused from `--network`; `--set` overrides other settings, as in
+bench_reid_heads.py); the other 2,130 patients give
 * verification AUC on 500 of them (both knees), with its genuine-pair quantiles;
 * planted transformed other-knees (flip / shift / gamma / noise in turn) of 200 of them, linked
   rank-1 among the 500: raw cosine, with test-time shift averaging (5 shifts of 2 px), and with
@@ -19,8 +21,11 @@ the public profile's settings (`IdentitySettings` defaults, `--steps`) is traine
 from __future__ import annotations
 
 import argparse
+import os
+import platform
 import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from bench_reid import SHARED, load_knee  # noqa: E402
+from bench_reid_heads import parse_variant  # noqa: E402
 from synthmed.audit import reid  # noqa: E402
 from synthmed.audit.augment import transform_copy  # noqa: E402
 from synthmed.audit.linktest import link_excess  # noqa: E402
@@ -40,19 +46,33 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=400)
     ap.add_argument("--network", type=Path, required=True, help="folder to save the network to / reuse it from")
+    ap.add_argument("--set", default="", help="other IdentitySettings, key=value;key=value (channels as 16-32-64)")
     args = ap.parse_args(argv)
+    settings = reid.IdentitySettings(steps=args.steps, **parse_variant(args.set))
+    print(f"bench_identity_rule.py, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.machine()} "
+          f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}, OMP_NUM_THREADS="
+          f"{os.environ.get('OMP_NUM_THREADS', 'unset')}; settings steps={args.steps} {args.set or '(defaults)'}",
+          flush=True)
     images, ids = load_knee(SHARED / "knee-oa-8260")
     pats = np.random.default_rng(0).permutation(np.unique(ids))
     fit_p, rest = pats[:2000], pats[2000:]
     fit = np.isin(ids, fit_p)
     if (args.network / "reid.json").exists():
         net = reid.load_reid_network(args.network)
+        if net.settings.model_dump(exclude={"weights"}) != settings.model_dump(exclude={"weights"}):
+            raise SystemExit(f"{args.network}: holds a network with other settings than --steps / --set")
     else:
-        t = time.time()
-        net = reid.train_reid_network(images[fit], ids[fit], reid.IdentitySettings(steps=args.steps), 0)
-        tt = time.time() - t
+        t, c = time.time(), time.process_time()
+        def tick(step, total, loss):  # progress in the log of a long run
+            if step % 200 == 0 or step == total:
+                print(f"  step {step}/{total} loss {loss:.3f} {time.time() - t:.0f} s", flush=True)
+
+        net = reid.train_reid_network(images[fit], ids[fit], settings, 0, on_step=tick)
+        tt, ct = time.time() - t, time.process_time() - c
         net.save(args.network)
-        print("trained", args.steps, "steps", round(tt), "s", round(tt / args.steps, 2), "s/step", flush=True)
+        print("trained", args.steps, "steps", round(tt), "s", round(tt / args.steps, 3), "s/step wall,",
+              round(ct / args.steps, 3), "s/step CPU; loss", round(net.training["loss_last"], 3),
+              "load", round(os.getloadavg()[0], 1), flush=True)
     by = {p: np.flatnonzero(ids == p) for p in rest}
     val_p = rest[:500]
     vi = np.concatenate([by[p] for p in val_p])
@@ -94,6 +114,7 @@ def main(argv=None) -> int:
             print("case", seed, lab, "auc", round(roc_auc(sc[:300], sc[300:]), 3), "p", f"{le.p_value:.3g}",
                   "in_tail", le.members_in_tail, "exp", [round(e) for e in le.expected_members],
                   "sens", le.sensitivity, "power", le.power, "need", le.nonmembers_needed, flush=True)
+    print("done, load", round(os.getloadavg()[0], 1), flush=True)
     return 0
 
 

@@ -26,6 +26,15 @@ CONVERT = {"pool": str, "convs_per_stage": int, "work_size": int, "dim": int, "b
            "lr": float, "temperature": float}
 
 
+def parse_variant(variant: str) -> dict:
+    """`key=value;key=value` over IdentitySettings fields (channels as 16-32-64) -> keyword dict."""
+    kw = dict(x.split("=", 1) for x in variant.split(";") if "=" in x)
+    settings = {k: CONVERT.get(k, str)(x) for k, x in kw.items() if k != "channels"}
+    if "channels" in kw:
+        settings["channels"] = tuple(int(c) for c in kw["channels"].split("-"))
+    return settings
+
+
 def main(argv: list[str]) -> int:
     steps, which, variants = int(argv[0]), argv[1], argv[2].split(",")
     if which == "knee":
@@ -39,11 +48,7 @@ def main(argv: list[str]) -> int:
     fit, val = reid.split_patients_with_repeats(ids, frac, 0)
     val_p = list(np.random.default_rng(0).permutation(np.array(sorted(set(ids[val])))))
     for v in variants:
-        kw = dict(x.split("=") for x in v.split(";") if "=" in x)
-        settings = {k: CONVERT.get(k, str)(x) for k, x in kw.items() if k != "channels"}
-        if "channels" in kw:
-            settings["channels"] = tuple(int(c) for c in kw["channels"].split("-"))
-        s = reid.IdentitySettings(steps=steps, **settings)
+        s = reid.IdentitySettings(steps=steps, **parse_variant(v))
         t = time.perf_counter()
         net = reid.train_reid_network(images[fit], ids[fit], s, 0)
         tt = time.perf_counter() - t
