@@ -29,7 +29,6 @@ Same inputs give the same bytes: nothing records a time or a path.
 from __future__ import annotations
 
 import html
-import json
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +38,7 @@ from synthmed.errors import InputError, SynthmedError, arg, render
 from synthmed.generate.documents import (CARD_JSON, CARD_MD, SUMS, DataCard, SourceSummary,
                                         check_sha256sums, write_data_card,
                                         write_sha256sums)
+from synthmed.io.jsonfile import read_json
 from synthmed.release.checks import TIER_RANK, Reason, audit_reasons, short
 
 RELEASE_SCHEMA = "synthmed.release/1"
@@ -83,16 +83,6 @@ def cohort_formats(cohort: Path) -> list[str]:
     return have
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise InputError(f"{path}: cannot be read as JSON ({err})") from None
-    if not isinstance(data, dict):
-        raise InputError(f"{path}: not a JSON object")
-    return data
-
-
 def _verified(path: Path, kind: str, what: str, reasons: list[Reason]):
     """The folder's FolderInfo, or None with a (not overridable) reason."""
     from synthmed.io import folders
@@ -117,7 +107,7 @@ def check_inputs(cohort: Path, audit_dir: Path, dataset: Path, model: Path, tier
     audit: dict[str, Any] = {}
     ainfo = _verified(audit_dir, "audit", f"audit {audit_dir}", reasons)
     if ainfo is not None:
-        audit = _read_json(audit_dir / "audit.json")
+        audit = read_json(audit_dir / "audit.json", "audit record")
         reasons += audit_reasons(audit, tier)
         found["audit_folder_fingerprint"] = ainfo.fingerprint
     found["audit"] = audit
@@ -174,7 +164,7 @@ def check_inputs(cohort: Path, audit_dir: Path, dataset: Path, model: Path, tier
         else:
             mhash = rinfo.sha256("model.safetensors")
             found["model_sha256"] = mhash
-            card = _read_json(model / "model_card.json")
+            card = read_json(model / "model_card.json", "model card")
             if ds is not None and card.get("dataset_fingerprint") not in (None, "", ds.fingerprint()):
                 reasons.append(Reason(f"the model {model} was trained on another dataset "
                                       f"({short(card.get('dataset_fingerprint'))})", True))
@@ -409,7 +399,8 @@ def _key(key: str | Path | None, dataset: Path, reasons: list[Reason]) -> bytes 
     path = Path(key) if key else None
     if path is None and (dataset / "ingest_report.json").is_file():
         try:
-            recorded = (_read_json(dataset / "ingest_report.json").get("deid") or {}).get("key_path")
+            report = read_json(dataset / "ingest_report.json", "ingest report")
+            recorded = (report.get("deid") or {}).get("key_path")
         except InputError:
             recorded = None
         if recorded and Path(recorded).is_file():
