@@ -32,7 +32,7 @@ import html
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from synthmed.errors import InputError, SynthmedError, arg, render
 from synthmed.generate.documents import (CARD_JSON, CARD_MD, SUMS, DataCard, SourceSummary,
@@ -50,14 +50,22 @@ _COHORT_SKIP = {SUMS, CARD_MD, CARD_JSON}  # rewritten for the bundle
 
 
 class ReleaseRefused(SynthmedError):
-    """The release was refused; `reasons` holds one line per reason."""
+    """The release was refused; `reasons` holds one line per reason, arguments spelled for
+    Python (`override='why'`); `reasons_for(flags)` the same lines for the command line."""
 
     def __init__(self, reasons: list[str]):
-        # `reasons` spelled for Python; the message keeps the arguments, so the CLI shows flags
-        self.reasons = [render(r) for r in reasons]
+        # kept with their argument markers (synthmed.errors.arg): whoever shows them later spells
+        # the arguments its own way, as the CLI does with the message
+        self.marked = list(reasons)
+        self.reasons = self.reasons_for(None)
         n = len(self.reasons)
         super().__init__(f"release refused ({n} reason{'s' if n != 1 else ''}):\n"
                          + "\n".join(f"  - {r}" for r in reasons))
+
+    def reasons_for(self, flags: Mapping[str, str] | None) -> list[str]:
+        """The reasons with their arguments spelled as the flags in `flags` (synthmed.errors.render;
+        None: as in Python)."""
+        return [render(r, flags) for r in self.marked]
 
 
 @dataclass
