@@ -17,11 +17,14 @@ import shlex
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 # The packaged files themselves, not a name lookup in the working directory: a user's `demo`
 # file or folder there must not change the demo.
 from synthmed.config import find_shipped_config, load_config
+
+if TYPE_CHECKING:
+    from synthmed.release.bundle import ReleaseRefused
 
 # `quick`: every stage still runs, with the smallest settings that exercise it (a smoke test of an
 # install, about a minute on 2 CPU cores). Its model draws noise and 80 patients are far too few
@@ -66,7 +69,14 @@ class DemoResult:
     out: Path
     quick: bool = False
     records: dict[str, StageRecord] = field(default_factory=dict)
-    release_refused: list[str] | None = None   # the reasons, when the release was refused
+    # the refused release, when it was refused: its reasons for Python or the command line
+    refusal: ReleaseRefused | None = field(default=None, repr=False)
+
+    @property
+    def release_refused(self) -> list[str] | None:
+        """The reasons, when the release was refused (arguments spelled for Python,
+        `override='why'`; `refusal.reasons_for(flags)` for the command line)."""
+        return None if self.refusal is None else self.refusal.reasons
 
     @property
     def stages(self) -> dict[str, Any]:
@@ -314,7 +324,8 @@ class _Run:
             except ReleaseRefused as refused:
                 record = refusal_record(refused.reasons, self.result.records["audit"].value, cmd)
                 write_json(w / "release-refused.json", record)
-                self.result.release_refused = list(refused.reasons)
+                # without its traceback, whose frames would keep the release's data alive
+                self.result.refusal = refused.with_traceback(None)
                 return record, (f"REFUSED ({len(refused.reasons)} reasons; audit "
                                 f"{record['audit_verdict'].upper()}), see {self.f('release-refused.json')}")
             s = res.record["scan"]

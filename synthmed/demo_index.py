@@ -15,11 +15,12 @@ from __future__ import annotations
 import base64
 import csv
 import html
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from synthmed.io.jsonfile import read_json
 
 _CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 _COLOURS = {"pass": "#1b7f3b", "fail": "#b3261e", "inconclusive": "#b26a00"}
@@ -150,10 +151,6 @@ def _rules_table(audit: dict[str, Any]) -> str:
     return "".join(out)
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-
-
 def render_index(root: Path, result, final: Path) -> str:
     """The page for the demo folder `root` (the staging folder while the demo runs); texts name
     `final`, the folder the user will open."""
@@ -162,8 +159,8 @@ def render_index(root: Path, result, final: Path) -> str:
     esc = html.escape
     root = Path(root)
     records = result.records
-    audit = _read_json(root / "audit" / "audit.json")
-    refused = _read_json(root / "release-refused.json")
+    audit = read_json(root / "audit" / "audit.json", "audit record", missing_ok=True)
+    refused = read_json(root / "release-refused.json", "refused release record", missing_ok=True)
     released = (root / "release" / "release.json").is_file()
     verdict = str(audit.get("verdict", ""))
 
@@ -218,7 +215,8 @@ def render_index(root: Path, result, final: Path) -> str:
                 "the synthetic cohort: one virtual patient a row, first study and follow-ups",
                 "cohort/DATA_CARD.md" if (root / "cohort" / "DATA_CARD.md").is_file() else None, False,
                 "data card"),
-        _figure(evaluation_figure(_read_json(root / "evaluate" / "evaluation.json")),
+        _figure(evaluation_figure(read_json(root / "evaluate" / "evaluation.json", "evaluation record",
+                                            missing_ok=True)),
                 "the cohort evaluation: each read-out of the synthetic cohort (dot) beside the range "
                 "real patients give against each other (bar)",
                 _first(root, "evaluate/report.html"), False, "evaluation report"),
@@ -256,7 +254,7 @@ def render_index(root: Path, result, final: Path) -> str:
                     f"<li><code>{esc(r['rule'])}</code>: {esc(r['explanation'])}</li>" for r in rows)
                     + "</ul>")
     elif released:
-        rec = _read_json(root / "release" / "release.json")
+        rec = read_json(root / "release" / "release.json", "release record", missing_ok=True)
         s = rec.get("scan") or {}
         parts.append("<h2>Release</h2><p>The bundle <a href='release/release.html'>release/</a> "
                      f"holds the cohort in {esc(', '.join(rec.get('formats', [])))}, its data card, "

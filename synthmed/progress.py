@@ -117,8 +117,12 @@ class LogProgress(Progress):
         print("synthmed: " + " ".join(parts), file=sys.stderr, flush=True)
 
 
-def make_progress(*extra_columns) -> Progress:
-    """A rich Progress with count, elapsed and ETA on a terminal; periodic log lines otherwise."""
+def make_progress(*extra_columns, quiet: bool = False) -> Progress:
+    """A rich Progress with count, elapsed and ETA on a terminal; periodic log lines otherwise.
+
+    `quiet`: shows nothing (a torchrun process other than rank 0, whose progress is rank 0's)."""
+    if quiet:
+        return Progress(disable=True)
     if progress_logging():
         return LogProgress(interval=log_interval())
     return Progress(

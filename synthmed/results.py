@@ -42,13 +42,16 @@ class TrainResult:
     training_seconds: float | None = None
     world_size: int = 1
     card: dict[str, Any] = field(default_factory=dict, repr=False)  # model_card.json's content
+    # this process's rank under torchrun: only rank 0 wrote the model card (the others' results
+    # have no model hash or losses) and reports the run
+    rank: int = 0
 
     @classmethod
-    def from_card(cls, out: Path, card: dict[str, Any]) -> "TrainResult":
+    def from_card(cls, out: Path, card: dict[str, Any], rank: int = 0) -> "TrainResult":
         return cls(out=Path(out), model_sha256=str(card.get("model_sha256") or ""),
                    steps=int(card.get("steps") or 0), final_loss=card.get("final_loss"),
                    first_loss=card.get("first_loss"), training_seconds=card.get("training_seconds"),
-                   world_size=int(card.get("world_size") or 1), card=dict(card))
+                   world_size=int(card.get("world_size") or 1), card=dict(card), rank=rank)
 
     def summary(self) -> str:
         return (f"trained {self.steps} steps; final loss {_num(self.final_loss)}; "

@@ -205,6 +205,25 @@ def test_argument_rendering_and_release_reasons():
     refused = ReleaseRefused([f"name the sources ({arg('sources')})", "the audit failed"])
     assert refused.reasons == ["name the sources (sources=)", "the audit failed"]
     assert "(--source)" in refused.message(FLAGS) and "sources=" in str(refused)
+    assert refused.reasons_for(FLAGS) == ["name the sources (--source)", "the audit failed"]
+
+
+def test_the_demo_keeps_a_refusal_and_its_cli_lists_the_reasons_with_flags(tmp_path, monkeypatch, capsys):
+    """`synthmed demo` prints a refused release's reasons as `synthmed release` would (`--override
+    'why'`); the demo's result gives them to Python callers as Python spells them."""
+    import synthmed.demo
+    from synthmed.release.bundle import ReleaseRefused
+
+    refused = ReleaseRefused(["the audit failed", f"accept it with {arg('override', 'why')}"])
+    result = synthmed.demo.DemoResult(out=tmp_path / "demo", refusal=refused)
+    assert result.release_refused == ["the audit failed", "accept it with override='why'"]
+    monkeypatch.setattr(synthmed.demo, "run_demo", lambda out, **kw: result)
+    with pytest.raises(SystemExit) as code:
+        main(["demo", "--out", str(tmp_path / "demo")])
+    assert code.value.code == 0
+    shown = capsys.readouterr().out
+    assert "  - the audit failed\n  - accept it with --override 'why'\n" in shown
+    assert "override=" not in shown
 
 
 def _library_messages():

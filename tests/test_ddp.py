@@ -16,14 +16,11 @@ from synthmed.models import train
 from synthmed.models.checkpoint import load_tensors
 from test_models import tiny_config
 
+# the documented form (README: `torchrun ... synthmed train DATA --config C --out RUN`)
 DRIVER = """
 import sys
-from pathlib import Path
-from synthmed.config import validate_config
-from synthmed.models import TrainConfig, train
-import json
-cfg = validate_config(json.loads(Path(sys.argv[3]).read_text()), TrainConfig)
-train(Path(sys.argv[1]), cfg, Path(sys.argv[2]))
+from synthmed.cli import main
+main(sys.argv[1:])
 """
 
 
@@ -43,12 +40,19 @@ def test_two_process_ddp_matches_one_process(tmp_path):
         torch.set_num_threads(before)
     (tmp_path / "cfg.json").write_text(cfg.model_dump_json())
     (tmp_path / "driver.py").write_text(DRIVER)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "SYNTHMED_NO_PROGRESS": "1"}
+    # progress as a batch job's log shows it (lines, not a bar): at the start and the end only
+    env = {k: v for k, v in os.environ.items() if k != "SYNTHMED_NO_PROGRESS"}
+    env |= {"OMP_NUM_THREADS": "1", "SYNTHMED_PROGRESS_EVERY": "3600"}
     proc = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-         str(tmp_path / "driver.py"), str(ds), str(tmp_path / "two"), str(tmp_path / "cfg.json")],
+         str(tmp_path / "driver.py"), "train", str(ds), "--config", str(tmp_path / "cfg.json"),
+         "--out", str(tmp_path / "two")],
         capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    # one run, reported once: by rank 0 (its summary names the model); the other rank is quiet
+    log = proc.stdout + proc.stderr
+    assert log.count("synthmed: train: 0/5 (0%)") == 1 and log.count("synthmed: train: 5/5") == 1, log
+    assert log.count("trained 5 steps") == 1 and "model  ->" not in log, log
     run_info = (tmp_path / "two" / "run.json").read_text()
     assert '"world_size": 2' in run_info
     np.testing.assert_allclose(_losses(tmp_path / "two"), _losses(one), rtol=1e-4)

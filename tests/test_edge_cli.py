@@ -143,3 +143,27 @@ def test_sampling_numbers_are_refused_on_a_real_run_and_nothing_is_written(tiny_
     err = _cli_error(capsys, ["evaluate", run, "--dataset", ds, "--out", tmp / "e", "--n", "2"] + extra)
     assert expect in err
     assert not (tmp / "e").exists()
+
+
+@pytest.mark.parametrize("module", ["synthmed", "synthmed.cli"])
+def test_python_dash_m_runs_the_cli_with_its_one_line_errors(tmp_path, module):
+    """`python -m synthmed` (and `-m synthmed.cli`) is the `synthmed` command, errors included:
+    for an environment whose scripts folder is not on PATH."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
+
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", module, *args], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=120)
+
+    done = run("--help")
+    assert done.returncode == 0 and f"python -m {module}" in done.stdout
+    assert all(cmd in done.stdout for cmd in ("ingest", "train", "audit", "release", "demo"))
+    done = run("train", str(tmp_path / "ds"), "--out", str(tmp_path / "run"), "--steps", "0")
+    err = done.stderr.strip()
+    assert done.returncode == 2 and err.startswith("synthmed: error: --steps: must be at least 1")
+    assert len(err.splitlines()) == 1, err

@@ -55,6 +55,15 @@ def test_silent_under_no_progress(monkeypatch, capsys):
     assert capsys.readouterr().err == ""
 
 
+def test_quiet_progress_says_nothing_even_when_logging(logging_on, capsys):
+    # a torchrun rank other than 0: the run's progress is rank 0's
+    with make_progress(quiet=True) as prog:
+        task = prog.add_task("work", total=3)
+        for _ in range(3):
+            prog.advance(task)
+    assert capsys.readouterr().err == ""
+
+
 def test_both_training_stages_and_sampling_log_progress(logging_on, tmp_path, capsys):
     from test_autoencoder_resume import latent_config
 

@@ -158,6 +158,29 @@ def _one_thread():
         torch.set_num_threads(before)
 
 
+class _Optimiser:
+    """How both contrastive nets train (this encoder, synthmed.audit.reid's identity network):
+    AdamW on a one-cycle learning rate; `step(loss)` takes one optimiser step and returns the
+    loss as a float."""
+
+    def __init__(self, params, lr: float, steps: int):
+        self.opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
+        if steps >= 20:
+            self.sched = torch.optim.lr_scheduler.OneCycleLR(self.opt, max_lr=lr, total_steps=steps,
+                                                             pct_start=0.1)
+        else:
+            # OneCycleLR's warm-up phase is pct_start * steps long and divides by zero below ~11
+            # steps; a run this short is a smoke test, so a constant rate does
+            self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda _: 1.0)
+
+    def step(self, loss: torch.Tensor) -> float:
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        self.sched.step()
+        return float(loss.detach())
+
+
 class _TorchEmbedder:
     """Shared embed(): resize to the working shape, run the net in batches, L2-normalise."""
 
@@ -244,14 +267,7 @@ class ContrastiveEncoder(_TorchEmbedder):
         # resize once up front: every step then works on the small working shape
         data = torch.cat([self._prepare(_tensor(imgs[s:s + 1024]))
                           for s in range(0, imgs.shape[0], 1024)])
-        params = list(self.net.parameters()) + list(self.head.parameters())
-        opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
-        if steps >= 20:
-            sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
-        else:
-            # OneCycleLR's warm-up phase is pct_start * steps long and divides by zero below ~11
-            # steps; a run this short is a smoke test, so a constant rate does
-            sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+        opt = _Optimiser(list(self.net.parameters()) + list(self.head.parameters()), lr, steps)
         bs = min(batch_size, data.shape[0])
         self.net.train()
         losses, t0 = [], time.perf_counter()
@@ -265,11 +281,7 @@ class ContrastiveEncoder(_TorchEmbedder):
                 v2 = random_views(x, self.spatial_dims, g, self.augment)
                 z = self.head(self.net(torch.cat([v1, v2])))
                 loss = nt_xent(z[:bs], z[bs:], self.temperature)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sched.step()
-                losses.append(float(loss.detach()))
+                losses.append(opt.step(loss))
                 progress.update(task, advance=1, loss=losses[-1])
         self.net.eval()
         self.history = {"steps": steps, "batch_size": bs, "lr": lr, "temperature": self.temperature,

@@ -51,7 +51,7 @@ from pydantic import Field
 from torch import nn
 
 from synthmed.audit.augment import AugmentConfig, random_views
-from synthmed.audit.embeddings import _one_thread, _tensor, _TorchEmbedder, nt_xent
+from synthmed.audit.embeddings import _one_thread, _Optimiser, _tensor, _TorchEmbedder, nt_xent
 from synthmed.config import StrictConfig
 from synthmed.errors import InputError
 from synthmed.io.atomic import write_json
@@ -235,11 +235,7 @@ class ReidNetwork(_TorchEmbedder):
         g = torch.Generator().manual_seed(self.seed)
         torch.manual_seed(self.seed)
         net = self.net
-        opt = torch.optim.AdamW(net.parameters(), lr=s.lr, weight_decay=1e-4)
-        if s.steps >= 20:
-            sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=s.lr, total_steps=s.steps, pct_start=0.1)
-        else:  # OneCycleLR divides by zero below ~11 steps; a run this short is a smoke test
-            sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+        opt = _Optimiser(net.parameters(), s.lr, s.steps)
         bs = min(s.batch_size, len(groups))
         augment, lr_flip = _augmentation(s.augment)
         net.train()
@@ -258,11 +254,7 @@ class ReidNetwork(_TorchEmbedder):
                 v2 = _views(data[ib], self.spatial_dims, g, augment, lr_flip)
                 z = net(torch.cat([v1, v2]))
                 loss = nt_xent(z[:bs], z[bs:], s.temperature)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sched.step()
-                losses.append(float(loss.detach()))
+                losses.append(opt.step(loss))
                 progress.update(task, advance=1, loss=losses[-1])
                 if on_step is not None:
                     on_step(step + 1, s.steps, losses[-1])

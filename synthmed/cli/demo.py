@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 
 from synthmed.cli.app import app
-from synthmed.cli.options import check_int, check_out_folder, check_seed
+from synthmed.cli.options import FLAGS, check_int, check_out_folder, check_seed
 
 
 @app.command("demo")
@@ -57,10 +57,11 @@ def demo(
         if rec.name != "index":
             console.print(f"  {rec.name}: {folders.final_text(rec.summary)}", highlight=False,
                           soft_wrap=True)
-    if result.release_refused:
+    if result.refusal is not None:
         console.print("[bold red]The release was refused[/] (this is the demo's answer, not an "
                       "error):", highlight=False)
-        for reason in result.release_refused:
+        # as `synthmed release` would print them: the arguments named by their flags
+        for reason in result.refusal.reasons_for(FLAGS):
             console.print(f"  - {reason}", highlight=False, soft_wrap=True, markup=False)
     console.print(f"\nOpen {result.index} (INTERNAL: it links pages that show the virtual "
                   "training patients)", highlight=False, soft_wrap=True)

@@ -29,4 +29,5 @@ def train_cmd(
     cfg = load_config(resolve_config_path(config, "train"), TrainConfig,
                       overrides={"steps": steps} if steps is not None else None)
     result = run_training(dataset, cfg, out, resume=resume)
-    console.print(result.summary())
+    if result.rank == 0:  # under torchrun, one summary (rank 0's, the one with the model hash)
+        console.print(result.summary())

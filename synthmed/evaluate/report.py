@@ -138,6 +138,14 @@ def _metric_rows(fid: dict[str, Any], with_help: bool) -> list[str]:
     return rows
 
 
+def _metric_table(fid: dict[str, Any], with_help: bool, title: str = "") -> list[str]:
+    """The metrics beside their real floor: overall (with what each measures) and per condition
+    (under `title`, on the table's first line)."""
+    head = "".join(f"<th>{h}</th>" for h in ("metric", "cohort", "real floor", "real range (95 %)",
+                                             "reading") + (("what it measures",) if with_help else ()))
+    return [f"{title}<table><tr>{head}</tr>", *_metric_rows(fid, with_help), "</table>"]
+
+
 def _fidelity_html(fid: dict[str, Any]) -> list[str]:
     esc = html.escape
     parts = ["<h2>Fidelity and diversity</h2>"]
@@ -152,10 +160,7 @@ def _fidelity_html(fid: dict[str, Any]) -> list[str]:
                  f"patients: a cohort as good as fresh real patients lands inside it. PRDC and MS-SSIM "
                  f"are compared at {fl['size']} synthetic images (the resamples' size), the Fréchet "
                  f"distance at {fid['frechet']['floor']['n_candidate']}.</p>")
-    parts.append("<table><tr><th>metric</th><th>cohort</th><th>real floor</th><th>real range (95 %)</th>"
-                 "<th>reading</th><th>what it measures</th></tr>")
-    parts += _metric_rows(fid, True)
-    parts.append("</table>")
+    parts += _metric_table(fid, with_help=True)
     by = fid.get("by_condition") or {}
     if by:
         parts.append("<h3>Per condition</h3><p>Each condition's cohort images against the real train "
@@ -164,10 +169,7 @@ def _fidelity_html(fid: dict[str, Any]) -> list[str]:
             if "not_scored" in sub:
                 parts.append(f"<p><b>{esc(name)}</b>: not scored, {esc(sub['not_scored'])}.</p>")
                 continue
-            parts.append(f"<p><b>{esc(name)}</b></p><table><tr><th>metric</th><th>cohort</th><th>real "
-                         "floor</th><th>real range (95 %)</th><th>reading</th></tr>")
-            parts += _metric_rows(sub, False)
-            parts.append("</table>")
+            parts += _metric_table(sub, with_help=False, title=f"<p><b>{esc(name)}</b></p>")
     return parts
 
 

@@ -46,6 +46,7 @@ from synthmed.generate.study import CohortContext, SyntheticStudy
 from synthmed.io import folders
 from synthmed.generate.writers import write_study
 from synthmed.io.atomic import save_npy, write_json
+from synthmed.io.jsonfile import read_json
 from synthmed.provenance import provenance, sha256_file, sha256_json
 
 STATE = "generate.json"
@@ -312,22 +313,15 @@ def _state(pipe, spec: CohortSpec) -> dict[str, Any]:
             "context": _context_to_json(context_for(pipe, spec)), "source": source}
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    import json
-
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise InputError(f"{path}: unreadable ({err}); remove {path.parent} to start over") from None
-    if not isinstance(data, dict):
-        raise InputError(f"{path}: not a synthmed generation record")
-    return data
+def _work_record(path: Path, what: str, work: Path) -> dict[str, Any]:
+    # a broken record of the work folder: the way out is to start the generation over
+    return read_json(path, what, hint=f"remove {work} to start over")
 
 
 def _open_work(work: Path, state: dict[str, Any], overwrite: bool) -> None:
     path = work / STATE
     if path.is_file():
-        old = _read_json(path)
+        old = _work_record(path, "generation state", work)
         same = (old.get("spec_sha256"), old.get("model_sha256")) == (state["spec_sha256"],
                                                                       state["model_sha256"])
         if same:
@@ -426,7 +420,7 @@ def _already_complete(out: Path, state: dict[str, Any]) -> bool:
     if not (out / folders.MARKER).is_file() or not info_path.is_file():
         return False
     try:
-        info = _read_json(info_path)
+        info = read_json(info_path, "cohort description")
     except InputError:
         return False
     gen = info.get("generation") or {}
@@ -461,7 +455,7 @@ def run_once(pipe, spec: CohortSpec, out: str | Path, *, overwrite: bool = False
             _open_work(work, state, overwrite=False)
             result = _run_shard(pipe, spec, work, Shard(), progress_name, None)
             # As `merge` reads it (key order included), so both paths give the same bytes.
-            state = _read_json(work / STATE)
+            state = _work_record(work / STATE, "generation state", work)
             assemble(work, stage, state, spec, _finished_records(work, spec))
         finally:
             shutil.rmtree(work, ignore_errors=True)
@@ -481,7 +475,7 @@ def merge(out: str | Path, *, overwrite: bool = False) -> Path:
             folders.verify(out, "cohort")
             return out  # merged already
         raise InputError(f"{out}: nothing to merge (no generation in progress at {work})")
-    state = _read_json(work / STATE)
+    state = _work_record(work / STATE, "generation state", work)
     spec = CohortSpec.model_validate(state["spec"])
     records = _finished_records(work, spec)
     if (out / folders.MARKER).is_file() and not overwrite:
@@ -498,7 +492,7 @@ def _finished_records(work: Path, spec: CohortSpec) -> list[dict[str, Any]]:
     counts = set()
     seen_shards = set()
     for f in shard_files:
-        d = _read_json(f)
+        d = _work_record(f, "shard record", work)
         counts.add(int(d["of"]))
         seen_shards.add(int(d["shard"]))
         done.update(d["records"])

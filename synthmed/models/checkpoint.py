@@ -9,7 +9,6 @@ previous checkpoint in place.
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from safetensors.torch import load_file, save_file
 
 from synthmed.errors import SynthmedError
 from synthmed.io.atomic import atomic_path, write_json, write_text
+from synthmed.io.jsonfile import read_json as _read_json
 from synthmed.provenance import sha256_file
 
 CHECKPOINT_SCHEMA = "synthmed.checkpoint/1"
@@ -47,15 +47,8 @@ def load_tensors(path: Path) -> dict[str, torch.Tensor]:
 
 
 def read_json(path: Path, what: str) -> dict[str, Any]:
-    if not path.is_file():
-        raise CheckpointError(f"{path}: {what} is missing")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as err:
-        raise CheckpointError(f"{path}: {what} is not valid JSON ({err})") from None
-    if not isinstance(data, dict):
-        raise CheckpointError(f"{path}: {what} is not a JSON object")
-    return data
+    """A run's JSON record; a broken one is a CheckpointError (synthmed.io.jsonfile)."""
+    return _read_json(path, what, error=CheckpointError)
 
 
 # -- optimiser and RNG state as tensors + JSON -----------------------------------------------

@@ -151,7 +151,8 @@ def run_training(dataset: str | Path, config: TrainConfig, out: str | Path, *,
             card = _Run(Path(dataset), config, out, resume, d).run()
         # only rank 0 writes the model card; the other ranks know what they were asked to do
         return TrainResult.from_card(out, card if card is not None else {"steps": config.steps,
-                                                                         "world_size": d.world})
+                                                                         "world_size": d.world},
+                                     rank=d.rank)
     finally:
         d.close()
         torch.set_num_threads(threads)  # `threads` applies to this run only (notebooks, tests)
@@ -428,8 +429,9 @@ class _Run:
         t0 = time.perf_counter() - (self.losses[-1]["seconds"] if self.losses else 0.0)
         window: list[float] = []
         model = None
+        # every rank steps in lockstep: rank 0's progress is the run's, the others stay quiet
         with make_progress(TextColumn("loss {task.fields[loss]:.4f}"),
-                           TextColumn("{task.fields[rate]:.2f} it/s")) as prog:
+                           TextColumn("{task.fields[rate]:.2f} it/s"), quiet=not d.main) as prog:
             task = prog.add_task("train", total=cfg.steps, completed=start, loss=float("nan"), rate=0.0)
             t_rate, s_rate = time.perf_counter(), start
             for step in range(start, cfg.steps):

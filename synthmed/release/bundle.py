@@ -29,16 +29,16 @@ Same inputs give the same bytes: nothing records a time or a path.
 from __future__ import annotations
 
 import html
-import json
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from synthmed.errors import InputError, SynthmedError, arg, render
 from synthmed.generate.documents import (CARD_JSON, CARD_MD, SUMS, DataCard, SourceSummary,
                                         check_sha256sums, write_data_card,
                                         write_sha256sums)
+from synthmed.io.jsonfile import read_json
 from synthmed.release.checks import TIER_RANK, Reason, audit_reasons, short
 
 RELEASE_SCHEMA = "synthmed.release/1"
@@ -50,14 +50,22 @@ _COHORT_SKIP = {SUMS, CARD_MD, CARD_JSON}  # rewritten for the bundle
 
 
 class ReleaseRefused(SynthmedError):
-    """The release was refused; `reasons` holds one line per reason."""
+    """The release was refused; `reasons` holds one line per reason, arguments spelled for
+    Python (`override='why'`); `reasons_for(flags)` the same lines for the command line."""
 
     def __init__(self, reasons: list[str]):
-        # `reasons` spelled for Python; the message keeps the arguments, so the CLI shows flags
-        self.reasons = [render(r) for r in reasons]
+        # kept with their argument markers (synthmed.errors.arg): whoever shows them later spells
+        # the arguments its own way, as the CLI does with the message
+        self.marked = list(reasons)
+        self.reasons = self.reasons_for(None)
         n = len(self.reasons)
         super().__init__(f"release refused ({n} reason{'s' if n != 1 else ''}):\n"
                          + "\n".join(f"  - {r}" for r in reasons))
+
+    def reasons_for(self, flags: Mapping[str, str] | None) -> list[str]:
+        """The reasons with their arguments spelled as the flags in `flags` (synthmed.errors.render;
+        None: as in Python)."""
+        return [render(r, flags) for r in self.marked]
 
 
 @dataclass
@@ -81,16 +89,6 @@ def cohort_formats(cohort: Path) -> list[str]:
     if (cohort / "images.npy").is_file():
         have.append("npy")
     return have
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise InputError(f"{path}: cannot be read as JSON ({err})") from None
-    if not isinstance(data, dict):
-        raise InputError(f"{path}: not a JSON object")
-    return data
 
 
 def _verified(path: Path, kind: str, what: str, reasons: list[Reason]):
@@ -117,7 +115,7 @@ def check_inputs(cohort: Path, audit_dir: Path, dataset: Path, model: Path, tier
     audit: dict[str, Any] = {}
     ainfo = _verified(audit_dir, "audit", f"audit {audit_dir}", reasons)
     if ainfo is not None:
-        audit = _read_json(audit_dir / "audit.json")
+        audit = read_json(audit_dir / "audit.json", "audit record")
         reasons += audit_reasons(audit, tier)
         found["audit_folder_fingerprint"] = ainfo.fingerprint
     found["audit"] = audit
@@ -174,7 +172,7 @@ def check_inputs(cohort: Path, audit_dir: Path, dataset: Path, model: Path, tier
         else:
             mhash = rinfo.sha256("model.safetensors")
             found["model_sha256"] = mhash
-            card = _read_json(model / "model_card.json")
+            card = read_json(model / "model_card.json", "model card")
             if ds is not None and card.get("dataset_fingerprint") not in (None, "", ds.fingerprint()):
                 reasons.append(Reason(f"the model {model} was trained on another dataset "
                                       f"({short(card.get('dataset_fingerprint'))})", True))
@@ -409,7 +407,8 @@ def _key(key: str | Path | None, dataset: Path, reasons: list[Reason]) -> bytes 
     path = Path(key) if key else None
     if path is None and (dataset / "ingest_report.json").is_file():
         try:
-            recorded = (_read_json(dataset / "ingest_report.json").get("deid") or {}).get("key_path")
+            report = read_json(dataset / "ingest_report.json", "ingest report")
+            recorded = (report.get("deid") or {}).get("key_path")
         except InputError:
             recorded = None
         if recorded and Path(recorded).is_file():
