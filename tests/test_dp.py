@@ -155,3 +155,72 @@ def test_dp_config_errors_are_one_line(toy, tmp_path):
         validate_config({"dp": {"delta": 1e-5}}, TrainConfig)
     with pytest.raises(ConfigError, match=r"dp.delta = 0.1 is not below 1 / \(train patients\)"):
         train(toy, tiny_config(dp={**DP, "delta": 0.1}), tmp_path / "run")
+
+
+@pytest.fixture(scope="module")
+def dp_audited(tmp_path_factory):
+    """A DP model audited with the model in hand: 20 train / 20 holdout / 20 reference patients
+    (one 8x8 image each), 12 DP steps, the pixel-space attacks and the four white-box ones."""
+    from helpers_nih import write_plain_cohort
+    from synthmed.audit import run_audit
+    from synthmed.audit.profile import AuditProfile
+
+    root = tmp_path_factory.mktemp("dpaudit")
+    ds = toy_dataset(root / "ds", n_patients=60, per_patient=1, size=8, seed=5,
+                     fractions={"train": 1 / 3, "holdout": 1 / 3, "reference": 1 / 3})
+    run = train(ds, tiny_config(steps=12, dp={**DP, "images_per_patient": 1}), root / "run")
+    cohort = write_plain_cohort(root / "cohort", load(run).sample(30, seed=0).images)
+    prof = AuditProfile(n_bootstrap=200, embedding={"steps": 0}, attacks={"spaces": ["pixel"]},
+                        memorisation={"aligned": False})
+    res = run_audit(ds, cohort, prof, root / "audit", seed=0, model=run)
+    return run, res, root / "audit"
+
+
+def _independent_lower_bound(attacks: list[dict], delta: float) -> float:
+    """Kairouz et al. (2015) from each attack's TPR lower and FPR upper bound, written out here
+    rather than through synthmed.audit.stats, so a wrong formula or a wrong delta there shows."""
+    import math
+
+    best = 0.0
+    for a in attacks:
+        for r in a["tpr_at_fpr"].values():
+            tpr, fpr = r["tpr_ci"][0], r["fpr_ci"][1]
+            for num, den in ((tpr - delta, fpr), (1 - fpr - delta, 1 - tpr)):
+                if num > 0:
+                    best = max(best, math.inf if den <= 0 else math.log(num / den))
+    return best
+
+
+def test_the_audit_puts_the_accountant_epsilon_beside_an_empirical_lower_bound_below_it(dp_audited):
+    """must-show 3: audit.json's model section carries the model card's (the accountant's)
+    epsilon and delta, and the strongest empirical lower bound over EVERY attack (the white-box
+    ones included) at the model's delta, which is below the theoretical epsilon; report.html
+    shows both."""
+    run, res, out = dp_audited
+    card = json.loads((run / "model_card.json").read_text())["differential_privacy"]
+    audit = json.loads((out / "audit.json").read_text())
+    dp = audit["model"]["differential_privacy"]
+    assert dp["theoretical_epsilon"] == card["epsilon"] and dp["delta"] == DP["delta"] == card["delta"]
+    assert dp["unit"] == "patient"
+    spaces = {a["space"] for a in audit["attacks"]}
+    assert {"model", "pixel"} <= spaces
+    want = _independent_lower_bound(audit["attacks"], DP["delta"])
+    assert dp["empirical_epsilon_lower_bound"] == pytest.approx(want, rel=1e-9, abs=1e-12)
+    assert dp["empirical_epsilon_lower_bound"] < dp["theoretical_epsilon"] and dp["consistent"] is True
+    page = (out / "report.html").read_text()
+    assert "Differential privacy" in page and f"{card['epsilon']:.3g}" in page and "consistent" in page
+
+
+def test_an_attack_stronger_than_the_bound_makes_the_dp_record_inconsistent(dp_audited):
+    """Fail closed: an audit whose attack shows more leakage than epsilon allows must say so
+    (consistent: false) rather than print two numbers side by side."""
+    from synthmed.audit.whitebox.registry import model_section
+
+    run, res, _ = dp_audited
+    strong = {"attack": "loss", "space": "model", "tpr_at_fpr": {"0.01": {
+        "target_fpr": 0.01, "tpr_ci": [0.9, 1.0], "fpr_ci": [0.0, 0.001]}}}
+    rec = res.record.with_(attacks=[*res.record.attacks, strong])
+    dp = model_section(load(run), rec)["differential_privacy"]
+    assert dp["empirical_epsilon_lower_bound"] == pytest.approx(np.log((0.9 - DP["delta"]) / 0.001))
+    assert dp["empirical_epsilon_lower_bound"] > dp["theoretical_epsilon"]
+    assert dp["consistent"] is False and dp["strongest_attack"] == "loss/model at 0.01 FPR"

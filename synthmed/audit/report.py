@@ -264,6 +264,7 @@ def render(data: ReportData) -> str:
                      f"<td>{esc(cells[0])}</td><td>{esc(cells[1])}</td>"
                      f"<td>{'unbounded' if eps is None else f'{eps:.2f}'}</td></tr>")
     parts.append("</table>")
+    parts.extend(_model_html(a.get("model") or {}))
     if data.curves:
         parts.append(f"<h3>ROC curves</h3><img alt='ROC curves' src='data:image/png;base64,{roc_figure(data.curves)}'>")
     if data.distances:
@@ -328,6 +329,27 @@ of one person look more alike to it than images of two people, on patients it ne
 decides whether a clean result means anything: a network that cannot tell people apart finds
 nobody, so its pass is reported as <i>not evaluated</i>.</p>
 """
+
+
+def _model_html(model: dict[str, Any]) -> list[str]:
+    """The model in hand (--model): for a DP model its formal epsilon beside what the attacks
+    showed, so a reader sees both on the page and not only in audit.json."""
+    if "whitebox_attacks" not in model:
+        return []
+    esc = html.escape
+    dp = model.get("differential_privacy")
+    if dp is None:
+        return [f"<p>Model in hand: {esc(model.get('differential_privacy_note', 'no differential privacy'))}.</p>"]
+    lb = dp["empirical_epsilon_lower_bound"]
+    shown = "unbounded (an attack was right with no false alarm)" if lb is None else f"{lb:.3g}"
+    said = ("consistent: the attacks show no more leakage than the bound allows" if dp["consistent"] else
+            "INCONSISTENT: the attacks show more leakage than the bound allows, so the training or "
+            "its accounting is not what the model card claims")
+    return ["<h3>Differential privacy</h3>",
+            f"<p>Theoretical epsilon {dp['theoretical_epsilon']:.3g} at delta {dp['delta']:g} per "
+            f"{esc(str(dp['unit']))} (the accountant's, from the model card); empirical lower bound "
+            f"from the attacks {shown} ({esc(str(dp['strongest_attack']))}): {esc(said)}. "
+            f"{esc(dp['note'])}.</p>"]
 
 
 def _identity_html(ident: dict[str, Any], gallery: list[dict[str, Any]]) -> str:
