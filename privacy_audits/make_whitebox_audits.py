@@ -273,10 +273,14 @@ def main(argv=None) -> int:
                       + "; synthetic-only " + ", ".join(f"{k.split('/')[0]} {v['tpr']:.2f}"
                                                          for k, v in a.items() if not k.endswith("/model"))
                       + f"; {row['seconds']}", flush=True)
-    cases = sorted({r["case"] for r in results}, key=list(CASES).index)
-    seeds = sorted({r["seed"] for r in results})
-    cmd = ("PYTHONPATH=. OMP_NUM_THREADS=1 .venv/bin/python privacy_audits/make_whitebox_audits.py --cases "
-           + " ".join(cases) + " --seeds " + " ".join(map(str, seeds)))
+    # one command per set of seeds, so that it names exactly the (case, seed) pairs kept
+    seeds_of: dict[str, tuple[int, ...]] = {}
+    for case in sorted({r["case"] for r in results}, key=list(CASES).index):
+        seeds_of[case] = tuple(sorted(r["seed"] for r in results if r["case"] == case))
+    cmd = "`, then `".join(
+        "PYTHONPATH=. OMP_NUM_THREADS=1 .venv/bin/python privacy_audits/make_whitebox_audits.py --cases "
+        + " ".join(c for c in seeds_of if seeds_of[c] == seeds) + " --seeds " + " ".join(map(str, seeds))
+        for seeds in dict.fromkeys(seeds_of.values()))
     write_text(args.out / "README.md", readme(results, cmd))
     return 0
 

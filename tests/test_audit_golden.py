@@ -30,6 +30,10 @@ from helpers_nih import mixture_sampler, toy_dataset, write_plain_cohort
 from synthmed.audit.profile import AuditProfile
 from synthmed.data.dataset import Dataset
 
+# Re-recorded on purpose (2026-12-02, session 7): provenance gained its "compute" block (machine,
+# torch's CPU capability and thread count, pinned here like the package versions); stripped of
+# that block, the new audit.json files hash to the previous values below (checked), so nothing
+# else moved. Previous: audit.json 3bf8dd67..., filtered/audit.json fe1248f6..., thin 03d9e629....
 # Re-recorded on purpose (2026-12-02, lead): the small audit no longer trains its 8-step
 # encoder. Bytes that come from trained floats depend on the CPU's instruction set, not only on
 # the code: on this session's AMD EPYC (no AVX2) the old profile wrote encoder AUC 0.575, and the
@@ -42,13 +46,14 @@ from synthmed.data.dataset import Dataset
 # verdict "inconclusive", each rule's "outcome" (and "nonmembers_needed", "rule_out_auc",
 # "exclusion"), the "power" section and the cohort's "model" hash.
 GOLDEN = {
-    "audit.json": "3bf8dd67951cc560ea2a3b4d9170e71ab9c0ce56272b2aa1dfdb30fc04a23b03",
-    "filtered/audit.json": "fe1248f6a37690fa8f5328978a57f500178ded6cccd02e5ba62b130a80e789dd",
+    "audit.json": "188aea433047e9c2784cfe0d677178524757e2dc2b5ebdb4ede24090a48c78c4",
+    "filtered/audit.json": "212852579952ec813769252dba5122e3d890392bbba101b3648563848e039cce",
     "filtered/removed.csv": "08754fe9dd5cf5da5df59b8e2ed31beaa69adcbd781db64a1562b5b75e0fff6d",
 }
-GOLDEN_THIN = "03d9e6292dd20dd52e977875bc87533934d5deb383fe1562b7c95e24ef3096f7"
+GOLDEN_THIN = "bd4bebd51f3d85fe4b99ae69ab3a917b744bc67e2389b0cc31228ab6b1affd50"
 
 FIXED_VERSIONS = {"python": "3.x", "synthmed": "golden", "numpy": "golden", "torch": "golden"}
+FIXED_COMPUTE = {"machine": "golden", "torch_cpu_capability": "golden", "torch_threads": 1}
 
 
 def _small_audit(tmp_path, monkeypatch):
@@ -56,6 +61,7 @@ def _small_audit(tmp_path, monkeypatch):
     from synthmed.audit import run_audit
 
     monkeypatch.setattr(prov, "package_versions", lambda: dict(FIXED_VERSIONS))
+    monkeypatch.setattr(prov, "compute_environment", lambda: dict(FIXED_COMPUTE))
     ds = toy_dataset(tmp_path / "ds", n_patients=80, per_patient=2, size=16, seed=3)
     d = Dataset.open(ds)
     ref = np.asarray(d.images[d.indices("reference")])
@@ -76,6 +82,7 @@ def _thin_audit(tmp_path, monkeypatch):
     from synthmed.audit import run_audit
 
     monkeypatch.setattr(prov, "package_versions", lambda: dict(FIXED_VERSIONS))
+    monkeypatch.setattr(prov, "compute_environment", lambda: dict(FIXED_COMPUTE))
     ds = toy_dataset(tmp_path / "ds-thin", n_patients=84, per_patient=1, size=16, seed=4,
                      fractions={"train": 0.5, "holdout": 0.49, "reference": 0.01})
     d = Dataset.open(ds)

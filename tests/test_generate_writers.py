@@ -487,6 +487,25 @@ def test_provenance_records_configs_and_package_versions(tmp_path):
     assert json.loads((folder / "spec.json").read_text()) == {"patients": 2}
     pk = json.loads((folder / "packages.json").read_text())["packages"]
     assert {"python", "numpy", "pydicom", "highdicom", "pyarrow"} <= set(pk)
+    import torch
+
+    # what the floats were computed on: the instruction set and thread count in use when written
+    compute = json.loads((folder / "packages.json").read_text())["compute"]
+    assert compute["torch_cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert compute["torch_threads"] == torch.get_num_threads()
+    from synthmed.provenance import provenance
+
+    before = torch.get_num_threads()
+    try:  # the setting in use at the time, not a value read once at import
+        torch.set_num_threads(1)
+        one = provenance()["compute"]["torch_threads"]
+        torch.set_num_threads(2)
+        two = provenance()["compute"]["torch_threads"]
+    finally:
+        torch.set_num_threads(before)
+    assert (one, two) == (1, 2)
+    # ingest and phantoms compute nothing with torch: their records leave it out
+    assert "compute" not in provenance(compute=False)
     gen = json.loads((folder / "generation.json").read_text())
     assert gen["seed"] == 11 and len(gen["config_sha256"]["spec"]) == 64
     with pytest.raises(ValueError, match="plain file name"):

@@ -157,3 +157,64 @@ def test_mr_series_identifiers_never_reach_a_bundle(tmp_path):
     shutil.copyfile(tmp_path / "ds" / "manifest.csv", bundle / "source-manifest.csv")
     hits, _ = scan_folder(bundle, ids)
     assert {(h.where, h.kind) for h in hits} == {("source-manifest.csv", "dataset pseudonym")}
+
+
+def test_short_values_in_pixel_data_compressed_streams_and_digests_are_not_findings(tmp_path):
+    """A 5-digit study ID matches random bytes by chance (a full demo bundle was refused for one
+    inside a .nii.gz's deflate stream): inside pixel data, compressed payloads and hex digests
+    short values are not findings, while the same value in a header or text still is."""
+    import nibabel as nib
+    from PIL import Image, PngImagePlugin
+
+    short, name = "42262", "Qxzvw"
+    ids = Identifiers()
+    ids.add("source ID", short)
+    ids.add("source name", name)
+    root = _synthetic_bundle(tmp_path / "b", 3)
+    dcm = sorted((root / "dicom").rglob("*.dcm"))[0]
+    ds = pydicom.dcmread(dcm)
+    px = bytearray(ds.PixelData)
+    px[100:107] = b"\x01" + short.encode() + b"\x01"
+    ds.PixelData = bytes(px)
+    ds.save_as(dcm)
+    nii = sorted((root / "nifti").rglob("*.nii.gz"))[0]
+    img = nib.load(str(nii))
+    vox = np.frombuffer(bytearray(np.asarray(img.dataobj, dtype=np.float32).tobytes()), np.float32).copy()
+    raw = bytearray(vox.tobytes())
+    raw[40:47] = b"\x01" + short.encode() + b"\x01"
+    vox = np.frombuffer(bytes(raw), np.float32).reshape(img.shape)
+    nib.save(nib.Nifti1Image(vox, img.affine, img.header), str(nii))
+    np.save(root / "images.npy", np.frombuffer(b"\x01" + short.encode() + b"\x01\x01\x01", np.uint8))
+    png = sorted((root / "png").rglob("*.png"))[0]
+    row = np.frombuffer((b"\x01" + short.encode() + b"\x01" * 26), np.uint8)
+    Image.fromarray(np.tile(row, (32, 1))).save(png)
+    # a gzip payload with the 5-letter name in it by chance: random voxels, written until the
+    # compressed stream (and only it) holds a letter run we then call a name
+    rng = np.random.default_rng(0)
+    chance = root / "nifti" / "chance.nii.gz"
+    for _ in range(50):
+        nib.save(nib.Nifti1Image(rng.random((16, 16, 8), dtype=np.float32), np.eye(4)), str(chance))
+        data = chance.read_bytes()
+        runs = [m for m in __import__("re").finditer(rb"(?<![A-Za-z])[A-Za-z]{5}(?![A-Za-z])", data[40:-8])
+                if m.group().lower() not in gzip.decompress(data).lower()]
+        if runs:
+            name = runs[0].group().decode()
+            ids.add("source name", name)
+            break
+    assert runs, "no chance letter run in 50 compressed volumes"
+    (root / "digests.txt").write_text(f"sha256 9f3ab{short}cd17e0\n")
+    hits, _ = scan_folder(root, ids)
+    assert hits == [], hits
+    # the same values where a writer would put text are found
+    ds = pydicom.dcmread(dcm)
+    ds.StudyID = short
+    ds.save_as(dcm)
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Comment", f"by {name}")
+    with Image.open(png) as im:
+        im.save(png, pnginfo=info)
+    img = nib.load(str(nii))
+    img.header["descrip"] = f"study {short}".encode()
+    nib.save(nib.Nifti1Image(np.asarray(img.dataobj), img.affine, img.header), str(nii))
+    found = {(h.where.split("/")[0], h.kind) for h in scan_folder(root, ids)[0]}
+    assert {("dicom", "source ID"), ("nifti", "source ID"), ("png", "source name")} <= found, found

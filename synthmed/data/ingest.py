@@ -906,7 +906,7 @@ def _write_outputs(out: Path, final: Path, tmp_images: Path, rows: list[dict[str
         "modalities": dict(sorted(Counter(r.modality for r in records).items())),
         "source_formats": dict(sorted(Counter(r.source_format for r in records).items())),
         "fingerprint": fingerprint,
-        "provenance": provenance(config, seed=config.split.seed),
+        "provenance": provenance(config, seed=config.split.seed, compute=False),
     }
     for stats in intensity.values():
         stats["windows"] = sorted([list(w) for w in stats["windows"]])

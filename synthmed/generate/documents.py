@@ -22,7 +22,7 @@ from synthmed.generate.manifest import ManifestRow
 from synthmed.generate.study import CohortContext
 from synthmed.io.atomic import write_json, write_text
 from synthmed.io.folders import MARKER, file_digests
-from synthmed.provenance import package_versions, sha256_file, sha256_json
+from synthmed.provenance import compute_environment, package_versions, sha256_file, sha256_json
 
 CARD_MD = "DATA_CARD.md"
 CARD_JSON = "data_card.json"
@@ -201,7 +201,8 @@ def write_provenance(root: str | Path, configs: Mapping[str, Any], **record: Any
         hashes[name] = sha256_json(data)
     write_json(folder / "packages.json", {"packages": package_versions(),
                                           "platform": {"machine": platform.machine(),
-                                                       "system": platform.system()}})
+                                                       "system": platform.system()},
+                                          "compute": compute_environment()})
     write_json(folder / "generation.json", {**record, "config_sha256": hashes})
     return folder
 
