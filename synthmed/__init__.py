@@ -10,6 +10,7 @@ result with `.out` and `.summary()` (see synthmed.api):
     synthmed.evaluate(dataset, out, *, synthetic= | model=, ...)  -> CohortEvaluation | GeneratorEvaluation
     synthmed.audit(dataset, cohort, out, *, config=None, ...)     -> AuditResult
     synthmed.release(cohort, out, *, audit, dataset, model, ...)  -> ReleaseResult
+    synthmed.canaries(dataset, out, *, model= | config=, k=30)    -> CanaryResult
 
 and `synthmed.make_phantoms(out, patients, ...)` for built-in virtual patients to try them on.
 Everything is imported on first use: `import synthmed` loads no framework (no torch).
@@ -25,22 +26,24 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from synthmed.api import audit, evaluate, generate, ingest, load, release, train
+    from synthmed.api import audit, canaries, evaluate, generate, ingest, load, release, train
     from synthmed.audit.runner import AuditResult
     from synthmed.data.ingest import IngestResult
     from synthmed.errors import ConfigError, InputError, SynthmedError
     from synthmed.generate.runner import GenerateResult
     from synthmed.phantoms import PhantomSummary, make_phantoms
     from synthmed.release.bundle import ReleaseRefused, ReleaseResult
-    from synthmed.results import GeneratorEvaluation, InspectResult, Result, TrainResult
+    from synthmed.results import CanaryResult, GeneratorEvaluation, InspectResult, Result, TrainResult
 
 # name -> the module that defines it
 _LAZY: dict[str, str] = {
     "ingest": "synthmed.api", "train": "synthmed.api", "load": "synthmed.api",
+    "canaries": "synthmed.api",
     "make_phantoms": "synthmed.phantoms", "PhantomSummary": "synthmed.phantoms",
     "IngestResult": "synthmed.data.ingest",
     "TrainResult": "synthmed.results", "InspectResult": "synthmed.results",
     "GeneratorEvaluation": "synthmed.results", "Result": "synthmed.results",
+    "CanaryResult": "synthmed.results",
     "GenerateResult": "synthmed.generate.runner",
     "CohortEvaluation": "synthmed.evaluate.cohort",
     "AuditResult": "synthmed.audit.runner",

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from synthmed.generate.pipeline import DiffusionPipeline
     from synthmed.generate.runner import GenerateResult
     from synthmed.release.bundle import ReleaseResult
-    from synthmed.results import GeneratorEvaluation, TrainResult
+    from synthmed.results import CanaryResult, GeneratorEvaluation, TrainResult
 
 M = TypeVar("M", bound="BaseModel")
 
@@ -211,6 +211,44 @@ def audit(dataset: Any, cohort: Any, out: str | Path, *, config: Any = None,
                      identity_network=Path(identity_network) if identity_network else None,
                      overwrite=overwrite, allow_other_dataset=allow_other_dataset,
                      model=folder(model, "model") if model is not None else None)
+
+
+def canaries(dataset: Any, out: str | Path, *, config: Any = None, model: Any = None, k: int = 30,
+             duplicates: Sequence[int] = (1, 10, 100), profile: Any = None,
+             overrides: dict[str, Any] | None = None, seed: int = 0,
+             overwrite: bool = False) -> CanaryResult:
+    """Does the audit have teeth? Plant `k` canaries (holdout patients' images, a share copied
+    each number of `duplicates` times) into `dataset`'s train split, train, and measure how well
+    every membership attack finds them against control patients never trained on.
+
+    The training recipe: `config` (a TrainConfig, YAML path or shipped name), or `model`'s
+    (a run folder or TrainResult): the config that run recorded as used, so the canaries measure
+    the very training that made the model under audit. overrides: nested keys set on top (e.g.
+    {"steps": 200}). profile: the audit profile whose `whitebox:` settings the attacks use.
+    Returns a CanaryResult (`.detection`, `.tpr(attack, copies)`, `.record`: canaries.json)."""
+    from synthmed.audit.canaries import run_canary_audit
+    from synthmed.audit.profile import AuditProfile
+    from synthmed.io.jsonfile import read_json
+    from synthmed.models import TrainConfig
+
+    if (config is None) == (model is None):
+        raise ConfigError(f"canaries: give the training recipe as one of {arg('config')} or "
+                          f"{arg('model')} (a run whose recorded config is trained again)")
+    if model is not None:
+        run = folder(model, "model")
+        info = read_json(run / "model.json", "model record")
+        if "config" not in info:
+            raise InputError(f"{run / 'model.json'}: records no training config to repeat; give "
+                             f"{arg('config')} instead")
+        config = info["config"]
+    cfg = resolve_config(config, TrainConfig, "train", overrides=overrides)
+    prof = resolve_config(profile, AuditProfile, "audit", name="profile")
+    from synthmed.results import CanaryResult
+
+    record = run_canary_audit(folder(dataset, "dataset"), cfg, Path(out), k,
+                              duplicates=tuple(duplicates), seed=seed, whitebox=prof.whitebox,
+                              overwrite=overwrite)
+    return CanaryResult(out=Path(out), record=record)
 
 
 def release(cohort: Any, out: str | Path, *, audit: Any, dataset: Any, model: Any,

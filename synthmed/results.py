@@ -119,3 +119,30 @@ class GeneratorEvaluation:
 
 
 __all__ = ["Result", "TrainResult", "InspectResult", "GeneratorEvaluation"]
+
+
+@dataclass(frozen=True)
+class CanaryResult:
+    """What a canary audit wrote (`out`: canaries.json / .md / .png and the canary model run/)
+    and found: per attack and number of copies, the share of canaries found at the target FPR."""
+
+    out: Path
+    record: dict[str, Any] = field(repr=False)  # canaries.json's content
+
+    @property
+    def detection(self) -> dict[str, dict[str, dict[str, Any]]]:
+        return self.record["detection"]
+
+    @property
+    def n_controls(self) -> int:
+        return int(self.record["n_controls"])
+
+    def tpr(self, attack: str, copies: int) -> float:
+        return float(self.detection[attack][str(copies)]["tpr"])
+
+    def summary(self) -> str:
+        fpr = self.record.get("target_fpr", 0.01)
+        lines = [f"canaries found at {100 * fpr:g} % FPR against {self.n_controls} controls -> {self.out}"]
+        lines += [f"{name:>22}: " + "  ".join(f"x{d} {v['tpr']:.2f}" for d, v in per.items())
+                  for name, per in self.detection.items()]
+        return "\n".join(lines)

@@ -24,7 +24,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # stage -> its inputs, in order (what comes before `out`)
 INPUTS = {"ingest": ["sources"], "train": ["dataset"], "generate": ["model"],
-          "evaluate": ["dataset"], "audit": ["dataset", "cohort"], "release": ["cohort"]}
+          "evaluate": ["dataset"], "audit": ["dataset", "cohort"], "release": ["cohort"],
+          "canaries": ["dataset"]}
 
 
 # ------------------------------------------------------------------------------ argument order

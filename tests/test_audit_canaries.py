@@ -62,3 +62,71 @@ def test_canaries_copied_ten_times_are_found_by_the_whitebox_attacks(data, tmp_p
     assert (tmp_path / "out" / "canaries.png").stat().st_size > 1000
     text = (tmp_path / "out" / "canaries.md").read_text()
     assert "x10" in text and "CANARY" not in text
+
+
+def test_audit_with_canaries_trains_the_models_recorded_config_again(data, tmp_path, capsys):
+    """`synthmed audit --model RUN --canaries K` (the issue's spelling): the canary audit of the
+    very training that made RUN, its config read from RUN's model.json, not retyped."""
+    from synthmed.cli import main
+    from synthmed.models import train
+    from test_models import tiny_config
+
+    run = train(data, tiny_config(steps=3, lr=2e-3), tmp_path / "run")
+    used = json.loads((run / "model.json").read_text())["config"]
+    with pytest.raises(SystemExit) as e:
+        main(["audit", "--dataset", str(data), "--model", str(run), "--canaries", "3",
+              "--out", str(tmp_path / "can")])
+    printed = capsys.readouterr().err  # synthmed's console writes to stderr, as progress does
+    assert e.value.code in (0, None), printed
+    rec = json.loads((tmp_path / "can" / "canaries.json").read_text())
+    assert rec["provenance"]["config"]["train"] == used and used["steps"] == 3 and used["lr"] == 2e-3
+    assert rec["canaries_per_duplicate_count"] == {"1": 1, "10": 1, "100": 1}
+    assert {"loss", "pia", "secmi", "sima"} <= set(rec["detection"])
+    assert "x10" in printed and "canaries.json" in printed
+    # the same through the API, as a typed result
+    import synthmed
+
+    res = synthmed.canaries(data, tmp_path / "api", model=run, k=3)
+    assert isinstance(res, synthmed.CanaryResult) and isinstance(res, synthmed.Result)
+    assert res.record["detection"] == rec["detection"] and res.tpr("loss", 10) == rec["detection"]["loss"]["10"]["tpr"]
+    assert "x100" in res.summary()
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--canaries", "3"], "--canaries: needs --model RUN"),
+    (["--canaries", "3", "--model", "RUN", "--synthetic", "X"], "--canaries: --synthetic belong"),
+    (["--canaries", "3", "--model", "RUN", "--filter"], "--canaries: --filter belong"),
+    ([], "--synthetic: required"),
+])
+def test_audit_canary_mode_errors_are_one_line(data, tmp_path, capsys, extra, message):
+    from synthmed.cli import main
+
+    args = [str(tmp_path / a) if a in ("RUN", "X") else a for a in extra]
+    with pytest.raises(SystemExit) as e:
+        main(["audit", "--dataset", str(data), "--out", str(tmp_path / "o"), *args])
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and len(err.splitlines()) == 1 and message in err, err
+    assert not (tmp_path / "o").exists()
+
+
+def test_canaries_command_takes_any_config_and_its_steps(data, tmp_path, capsys):
+    import yaml
+
+    from synthmed.cli import main
+    from test_models import tiny_config
+
+    cfg = tmp_path / "train.yaml"
+    cfg.write_text(yaml.safe_dump(tiny_config(steps=50).model_dump(mode="json")))
+    with pytest.raises(SystemExit) as e:
+        main(["canaries", "--dataset", str(data), "--config", str(cfg), "--out", str(tmp_path / "c"),
+              "--canaries", "2", "--duplicates", "1,10", "--steps", "2"])
+    printed = capsys.readouterr().err
+    assert e.value.code in (0, None), (e.value.code, printed)
+    rec = json.loads((tmp_path / "c" / "canaries.json").read_text())
+    assert rec["provenance"]["config"]["train"]["steps"] == 2  # the settings used, not the file's
+    assert rec["canaries_per_duplicate_count"] == {"1": 1, "10": 1}
+    with pytest.raises(SystemExit) as e:
+        main(["canaries", "--dataset", str(data), "--config", str(cfg), "--out", str(tmp_path / "d"),
+              "--duplicates", "1,x"])
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and len(err.splitlines()) == 1 and "--duplicates '1,x'" in err, err

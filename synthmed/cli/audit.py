@@ -22,7 +22,7 @@ from synthmed.cli.options import check_out_folder, check_seed
 @app.command("audit")
 def audit_command(
     dataset: Path = typer.Option(..., "--dataset", help="ingested dataset folder (train = members, holdout = non-members)"),
-    synthetic: Path = typer.Option(..., "--synthetic", help="synthetic cohort folder (or a plain folder of images)"),
+    synthetic: Optional[Path] = typer.Option(None, "--synthetic", help="synthetic cohort folder (or a plain folder of images); required unless --canaries"),
     out: Path = typer.Option(..., "--out", help="folder for audit.json and report.html"),
     profile: Optional[str] = typer.Option(None, "--profile", help="audit profile: a shipped name (public, controlled) or a YAML path (default: public)"),
     seed: int = typer.Option(0, "--seed", help="seed for the encoder and the bootstrap"),
@@ -33,12 +33,25 @@ def audit_command(
     model: Optional[Path] = typer.Option(None, "--model", help="the generator's run folder: also run the white-box attacks (profile whitebox:), which query its denoiser"),
     allow_other_dataset: bool = typer.Option(False, "--allow-other-dataset", help="audit a cohort whose model was trained on another dataset (recorded in audit.json)"),
     fail_on_fail: bool = typer.Option(False, "--fail-on-fail", help="exit with code 3 when the verdict is not 'pass' (fail or inconclusive)"),
+    canaries: Optional[int] = typer.Option(None, "--canaries", help="canary audit instead of a cohort's: train --model's recorded config again with K canaries planted (copied 1, 10 and 100 times) and measure how well each attack finds them; writes canaries.json / .md / .png (as `synthmed canaries`)"),
 ) -> None:
     """Audit a synthetic cohort for membership leakage and copies; write audit.json and report.html."""
     from synthmed.audit import run_audit
     from synthmed.config import resolve_config_path
+    from synthmed.errors import InputError
 
     from synthmed.io.folders import prepare_output
+
+    if canaries is not None:
+        _canary_audit(dataset, out, model, canaries, profile, seed, overwrite, synthetic=synthetic,
+                      cohort_only={"--filter": filter_, "--encoder": encoder,
+                                   "--identity-network": identity_network,
+                                   "--allow-other-dataset": allow_other_dataset,
+                                   "--fail-on-fail": fail_on_fail})
+        return
+    if synthetic is None:
+        raise InputError("--synthetic: required: the cohort to audit (or --model RUN --canaries K "
+                         "for a canary audit of RUN's training)")
 
     prepare_output(check_out_folder(out), "audit", overwrite)
     check_seed(seed)
@@ -54,6 +67,28 @@ def audit_command(
     console.print(f"wrote {out / 'audit.json'} and {out / 'report.html'}")
     if fail_on_fail and not result.passed:
         raise typer.Exit(3)
+
+
+def _canary_audit(dataset: Path, out: Path, model: Optional[Path], k: int, profile: Optional[str],
+                  seed: int, overwrite: bool, *, synthetic: Optional[Path], cohort_only: dict) -> None:
+    from synthmed.api import canaries as run_canaries
+    from synthmed.cli.canaries import print_canaries
+    from synthmed.cli.options import check_int
+    from synthmed.errors import InputError
+
+    # a canary audit trains and attacks its own model: nothing of a cohort's audit applies
+    given = [flag for flag, v in cohort_only.items() if v] + (["--synthetic"] if synthetic else [])
+    if given:
+        raise InputError(f"--canaries: {', '.join(given)} belong to the audit of a cohort; a canary "
+                         "audit trains and attacks its own model (drop them, or drop --canaries)")
+    if model is None:
+        raise InputError("--canaries: needs --model RUN, whose recorded training config is trained "
+                         "again with the canaries (or use `synthmed canaries --config C`)")
+    check_out_folder(out)
+    check_int(k, "--canaries", 1)
+    check_seed(seed)
+    rec = run_canaries(dataset, out, model=model, k=k, profile=profile, seed=seed, overwrite=overwrite)
+    print_canaries(rec)
 
 
 def print_result(console: Console, result) -> None:

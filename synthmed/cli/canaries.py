@@ -2,8 +2,8 @@
 
 Plants K canaries (holdout patients' images, a share of them copied 1, 10 and 100 times) into
 the train split, trains the config on it, and reports how well each attack finds them
-(synthmed.audit.canaries). A separate command rather than an `audit` option: it trains a model of
-its own, which an audit of a given cohort never does.
+(synthmed.audit.canaries). `synthmed audit --model RUN --canaries K` runs the same audit with
+the training config RUN recorded; this command takes any config (`--config`), and `--steps`.
 """
 
 from __future__ import annotations
@@ -30,28 +30,35 @@ def canaries_command(
     overwrite: bool = typer.Option(False, "--overwrite", help="replace what is in --out"),
 ) -> None:
     """Plant canaries, train, and measure how well each membership attack finds them."""
-    from synthmed.audit.canaries import run_canary_audit
-    from synthmed.audit.profile import AuditProfile
-    from synthmed.config import load_config, resolve_config_path
-    from synthmed.errors import InputError
-    from synthmed.models import TrainConfig
-    from synthmed.progress import console
+    from synthmed.api import canaries as run_canaries
+    from synthmed.config import resolve_config_path
 
     check_out_folder(out)
     check_int(canaries, "--canaries", 1)
     check_int(steps, "--steps", 1)
     check_seed(seed)
+    rec = run_canaries(dataset, out, config=resolve_config_path(config, "train"), k=canaries,
+                       duplicates=parse_duplicates(duplicates), profile=profile,
+                       overrides={"steps": steps} if steps is not None else None, seed=seed,
+                       overwrite=overwrite)
+    print_canaries(rec)
+
+
+def parse_duplicates(text: str) -> tuple[int, ...]:
+    from synthmed.errors import InputError
+
     try:
-        dups = tuple(int(x) for x in duplicates.split(",") if x.strip())
+        dups = tuple(int(x) for x in text.split(",") if x.strip())
     except ValueError:
-        raise InputError(f"--duplicates {duplicates!r}: give whole numbers separated by commas, e.g. 1,10,100") from None
+        raise InputError(f"--duplicates {text!r}: give whole numbers separated by commas, e.g. 1,10,100") from None
     if not dups or min(dups) < 1:
-        raise InputError(f"--duplicates {duplicates!r}: every count must be at least 1")
-    cfg = load_config(resolve_config_path(config, "train"), TrainConfig,
-                      overrides={"steps": steps} if steps is not None else None)
-    prof = load_config(resolve_config_path(profile, "audit"), AuditProfile)
-    rec = run_canary_audit(dataset, cfg, out, canaries, duplicates=dups, seed=seed,
-                           whitebox=prof.whitebox, overwrite=overwrite)
-    for name, per in rec["detection"].items():
-        console.print(f"{name:>22}: " + "  ".join(f"x{d} {v['tpr']:.2f}" for d, v in per.items()))
+        raise InputError(f"--duplicates {text!r}: every count must be at least 1")
+    return dups
+
+
+def print_canaries(result) -> None:
+    from synthmed.progress import console
+
+    console.print(result.summary(), highlight=False)
+    out = result.out
     console.print(f"wrote {out / 'canaries.json'}, {out / 'canaries.md'} and {out / 'canaries.png'}")
