@@ -17,7 +17,7 @@ import shlex
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 # The packaged files themselves, not a name lookup in the working directory: a user's `demo`
 # file or folder there must not change the demo.
@@ -106,9 +106,15 @@ def rerun_folder(out: Path) -> Path:
 def run_demo(out: str | Path, *, patients: int | None = None, seed: int = 0, train: bool = True,
              quick: bool = False, overwrite: bool = False,
              on_start: Callable[[str, str], None] | None = None,
-             on_stage: Callable[[StageRecord], None] | None = None) -> DemoResult:
+             on_stage: Callable[[StageRecord], None] | None = None,
+             flags: Mapping[str, str] | None = None) -> DemoResult:
     """Run every stage into `out/`; `on_start(name, command)` before and `on_stage(record)` after
     each one.
+
+    `flags` spells the arguments that the refusal's reasons name, in release-refused.json and
+    index.html: None for Python (`override='why'`), the CLI's table for its flags
+    (`--override 'why'`), so that the record reads as the place it was made from; the record's
+    `command` and each stage's rerun line are `synthmed` commands either way.
 
     `patients` defaults to 1,560 (enough for a conclusive audit, see FULL) or 80 when `quick`
     (the public profile needs 20 holdout patients to run at all). `train=False` stops after
@@ -124,7 +130,7 @@ def run_demo(out: str | Path, *, patients: int | None = None, seed: int = 0, tra
     folders.prepare_output(final, "demo", overwrite)
     with folders.staged_output(final, "demo", overwrite) as stage:
         result = _Run(stage, final, patients=patients, seed=seed, quick=quick, on_start=on_start,
-                      on_stage=on_stage).run(train)
+                      on_stage=on_stage, flags=flags).run(train)
     result.out = final
     return result
 
@@ -133,8 +139,9 @@ class _Run:
     """The stages in order, into the staging folder `work`; texts name the final folder `final`."""
 
     def __init__(self, work: Path, final: Path, *, patients: int | None, seed: int, quick: bool,
-                 on_start, on_stage):
+                 on_start, on_stage, flags: Mapping[str, str] | None = None):
         self.work, self.final, self.seed, self.quick = Path(work), Path(final), seed, quick
+        self.flags = flags
         self.again = rerun_folder(final)
         self.sizes = QUICK if quick else FULL
         self.patients = patients if patients is not None else self.sizes["patients"]
@@ -322,7 +329,8 @@ class _Run:
                               out=w / "release", tier=TIER, sources=[w / "phantoms"],
                               key=w / "demo-deid.key")
             except ReleaseRefused as refused:
-                record = refusal_record(refused.reasons, self.result.records["audit"].value, cmd)
+                record = refusal_record(refused.reasons_for(self.flags),
+                                        self.result.records["audit"].value, cmd)
                 write_json(w / "release-refused.json", record)
                 # without its traceback, whose frames would keep the release's data alive
                 self.result.refusal = refused.with_traceback(None)

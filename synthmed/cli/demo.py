@@ -51,7 +51,7 @@ def demo(
 
     t0 = time.perf_counter()
     result = run_demo(out, patients=patients, seed=seed, train=train, quick=quick, on_start=start,
-                      on_stage=show, overwrite=fresh)
+                      on_stage=show, overwrite=fresh, flags=FLAGS)
     console.print(f"\n[bold]Summary[/] ({time.perf_counter() - t0:.0f} s)", highlight=False)
     for rec in result.records.values():
         if rec.name != "index":
