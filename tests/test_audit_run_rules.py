@@ -77,6 +77,27 @@ def test_auc_rule_boundaries():
     assert evaluate(CONTROLLED, [sure(0.65, (0.61, 0.69))], mem()).verdict == "fail"
 
 
+def test_a_whitebox_auc_far_below_half_fails_and_a_synthetic_only_one_does_not():
+    """A white-box score that ranks the members LAST sets them apart (PIA on 100-copy canaries:
+    AUC 0.02); mirrored limits fail it. An attack on the synthetic images alone keeps the
+    one-sided rule: its AUC can sit far below 0.5 with no training patient involved (the
+    holdout's images released as synthetic give DCR AUC 0.00)."""
+    from dataclasses import replace
+
+    low = sure(0.05, (0.01, 0.12), name="pia", space="model")
+    one_sided = rules(evaluate(PUBLIC, [low, ident()], mem()))["attack_auc:pia/model"]
+    assert one_sided.passed  # what the audit said before: "no such leak"
+    two = rules(evaluate(PUBLIC, [replace(low, two_sided=True), ident()], mem()))["attack_auc:pia/model"]
+    assert not two.passed and two.outcome == "fail" and "other way round" in two.explanation
+    # the mirrored evidence bound: the high end below 0.50
+    below = replace(sure(0.45, (0.41, 0.49), name="loss", space="model"), two_sided=True)
+    r = rules(evaluate(PUBLIC, [below, ident()], mem()))["attack_auc:loss/model"]
+    assert r.outcome == "fail" and "high end of the range" in r.explanation
+    # a white-box null whose interval covers 0.5 still passes
+    fine = replace(sure(0.48, (0.43, 0.55), name="loss", space="model"), two_sided=True)
+    assert rules(evaluate(PUBLIC, [fine, ident()], mem()))["attack_auc:loss/model"].passed
+
+
 def test_a_verdict_is_pass_fail_or_inconclusive_with_patients_needed():
     from synthmed.audit.verdict import AuditSize
 

@@ -186,6 +186,10 @@ def test_audit_with_the_model_fails_a_memorising_model_through_the_whitebox_rule
     assert res.verdict.verdict == "fail"
     failed = {r.rule for r in res.verdict.failed_rules()}
     assert {"attack_auc:loss/model", "attack_auc:sima/model"} <= failed, failed
+    # the white-box AUC rules are two-sided (Attack.two_sided), the synthetic-only ones are not
+    sided = {r["rule"]: r["details"].get("two_sided", False) for r in audit["rules"]
+             if r["rule"].startswith("attack_auc:")}
+    assert all(v == r.endswith("/model") for r, v in sided.items()), sided
     # must-show 2 (reported, not asserted: the synthetic-only attacks may also find a memoriser)
     tpr = {f"{a['attack']}/{a['space']}": a["tpr_at_fpr"]["0.01"]["tpr"] for a in audit["attacks"]}
     print("TPR at the strictest threshold (1 % FPR not estimable with 20):", tpr)

@@ -287,6 +287,8 @@ def audit_inputs(inputs: Inputs, prof: AuditProfile, out: Path, *, seed: int, em
             run = measure_attack(attack.name, attack.space, scored.scores, cand_patients, members, prof,
                                  alpha, seed + 1000 * j, aggregate=attack.aggregate, tail_test=attack.tail_test,
                                  genuine_quantiles=scored.extra.get("genuine_quantiles"))
+            if attack.two_sided:
+                run = replace(run, measure=replace(run.measure, two_sided=True))
             if scored.note:
                 run.record["note"] = scored.note
             if scored.cannot_pass:

@@ -53,6 +53,8 @@ class AttackMeasure:
     cannot_pass: str = ""
     # the link-excess test (synthmed.audit.linktest.LinkExcess) when the attack has one
     link: Any = None
+    # an AUC below 0.5 is evidence too (Attack.two_sided: the white-box attacks)
+    two_sided: bool = False
 
     @property
     def name(self) -> str:
@@ -197,6 +199,20 @@ def auc_rule(profile: AuditProfile, a: AttackMeasure, n_nonmembers: int | None =
     head = (f"An attacker {how} ({a.space} space) tells training patients from others with an AUC "
             f"of {a.auc:.2f} (likely range {lo:.2f} to {hi:.2f}; 0.50 is a coin toss, 1.00 always right).")
     details = {"auc_ci": [lo, hi], "evidence_above": r.auc_evidence_above, "rule_out_auc": leak}
+    if a.two_sided:
+        details["two_sided"] = True
+        # the same limits mirrored below 0.5: a score that ranks members LAST tells them apart as
+        # surely as one that ranks them first, once its direction is turned round
+        if 1.0 - a.auc >= r.max_auc:
+            return Rule(f"attack_auc:{a.name}", a.auc, r.max_auc, False,
+                        head + f" That is as far below 0.50 as the limit of {r.max_auc:.2f} is "
+                        "above it: the score sets training patients apart the other way round, "
+                        "and membership can be inferred by reversing it.", details)
+        if hi < 1.0 - r.auc_evidence_above:
+            return Rule(f"attack_auc:{a.name}", a.auc, r.max_auc, False,
+                        head + f" Even the high end of the range is below {1 - r.auc_evidence_above:.2f}: "
+                        "the score sets training patients apart the other way round, better than "
+                        "this tier tolerates.", details)
     if over_limit:
         return Rule(f"attack_auc:{a.name}", a.auc, r.max_auc, False,
                     head + f" That reaches the limit of {r.max_auc:.2f}: membership can be inferred.",

@@ -96,6 +96,11 @@ class Attack:
     # also judged by the link-excess test (synthmed.audit.linktest): members crowding the top of
     # the ranking, the signature of a leak of a FEW patients (the identity attack's)
     tail_test: ClassVar[bool] = False
+    # an AUC far BELOW 0.5 is also membership evidence (synthmed.audit.verdict.auc_rule). Not for
+    # the attacks on synthetic images: their scores compare real patients with the synthetic set,
+    # and one can sit far below 0.5 with no training patient involved (the holdout's own images
+    # released as synthetic: DCR AUC 0.00, privacy_audits/nih-cxr14-reference)
+    two_sided: ClassVar[bool] = False
 
     def __init__(self, space: str | None = None):
         self.space = space if self.fixed_space is None else self.fixed_space
