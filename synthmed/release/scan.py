@@ -166,11 +166,18 @@ def _inflate(data: bytes, wbits: int = zlib.MAX_WBITS) -> bytes:
         return b""
 
 
-def _gzip_payload(data: bytes) -> tuple[int, int] | None:
-    """[start, end) of a single gzip member's deflate stream and trailer, when it inflates whole
-    (the header before it, with its file name and comment fields, stays text)."""
+def _gunzip(data: bytes) -> tuple[bytes | None, tuple[int, int] | None]:
+    """What a gzip file decompresses to (None when it does not), and the [start, end) range of
+    its first member's deflate stream and trailer: one inflate pass for both. The header before
+    the stream, with its file name and comment fields, stays text."""
+    def whole() -> bytes | None:  # every member, as gzip reads them
+        try:
+            return gzip.decompress(data)
+        except (OSError, EOFError, zlib.error):
+            return None
+
     if len(data) < 18 or data[:3] != b"\x1f\x8b\x08":
-        return None
+        return whole(), None
     flags, pos = data[3], 10
     try:
         if flags & 4:
@@ -181,17 +188,15 @@ def _gzip_payload(data: bytes) -> tuple[int, int] | None:
         if flags & 2:
             pos += 2
         d = zlib.decompressobj(-zlib.MAX_WBITS)
-        while not d.eof:  # in bounded pieces: the stream is inflated again for the search anyway
-            chunk = d.unconsumed_tail or data[pos:]
-            d.decompress(chunk, 1 << 24)
-            if not d.unconsumed_tail:
-                break
+        inner = d.decompress(data[pos:])
     except (ValueError, struct.error, zlib.error):
-        return None
+        return whole(), None
     if not d.eof:
-        return None
-    end = len(data) - len(d.unused_data) + 8  # the CRC-32 and size trailer
-    return (pos, min(end, len(data)))
+        return whole(), None
+    end = min(len(data) - len(d.unused_data) + 8, len(data))  # the CRC-32 and size trailer
+    if len(d.unused_data) > 8:  # more members follow: let gzip read them all
+        inner = whole()
+    return inner, (pos, end)
 
 
 def _voxel_range(data: bytes) -> tuple[int, int] | None:
@@ -267,14 +272,10 @@ def file_parts(path: Path) -> list[Part]:
     binary: list[tuple[int, int]] = []
     name = path.name.lower()
     if name.endswith(".gz") or data[:2] == b"\x1f\x8b":
-        try:
-            inner = gzip.decompress(data)
-        except (OSError, EOFError, zlib.error):
-            inner = None
+        inner, payload = _gunzip(data)
         if inner is not None:
             voxels = _voxel_range(inner)
             parts.append(Part("decompressed", inner, (voxels,) if voxels else ()))
-            payload = _gzip_payload(data)
             binary += [payload] if payload else []
     if data[:8] == b"\x89PNG\r\n\x1a\n":
         more, ranges = _png_parts(data)
